@@ -1,0 +1,1 @@
+"""dotbridge: a neural bi-encoder in front of OpenSearch."""

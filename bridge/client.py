@@ -1,0 +1,45 @@
+"""The one place that knows how to connect to OpenSearch: auth, TLS, retries, timeouts."""
+
+from __future__ import annotations
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
+
+from bridge.config import ConnectionSettings
+from bridge.errors import ConnectionFailed
+
+# 429 and 5xx are worth a retry with back-off; a node restarting answers 503 or drops the connection.
+RETRY_ON_STATUS = (429, 502, 503, 504)
+
+
+def connect(settings: ConnectionSettings, *, check: bool = True) -> OpenSearch:
+    """Return a client for the cluster; with check, fail clearly when nothing answers."""
+    auth = (settings.user, settings.password or "") if settings.user else None
+    client = OpenSearch(
+        hosts=[settings.url],
+        http_auth=auth,
+        verify_certs=settings.verify_certs,
+        ca_certs=settings.ca_certs,
+        ssl_show_warn=settings.verify_certs,
+        timeout=settings.timeout,
+        max_retries=5,
+        retry_on_timeout=True,
+        retry_on_status=RETRY_ON_STATUS,
+        http_compress=True,
+    )
+    if check:
+        try:
+            client.info()
+        except (OSConnectionError, TransportError) as exc:
+            raise ConnectionFailed(
+                f"No OpenSearch answers at {settings.url} ({_reason(exc)}): start the local node "
+                "with `dotbridge opensearch start` or set OPENSEARCH_URL to your cluster."
+            ) from exc
+    return client
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, TransportError) and isinstance(exc.status_code, int):
+        return f"HTTP {exc.status_code}"
+    return type(exc).__name__

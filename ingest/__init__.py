@@ -1,0 +1,1 @@
+"""The write path: readers -> batches -> encoder -> bulk, with rejects and resume."""
