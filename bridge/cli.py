@@ -1,4 +1,4 @@
-"""The `dotbridge` command: each subcommand parses flags and calls library functions, nothing more."""
+"""The `dotbridge` command: subcommands parse flags and call library functions, nothing more."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from opensearchpy.exceptions import TransportError
 from bridge.config import ConnectionSettings
 from bridge.errors import ConnectionFailed
 
-# 429 and 5xx are worth a retry with back-off; a node restarting answers 503 or drops the connection.
+# 429 and 5xx are worth a retry with back-off; a restarting node answers 503 or drops connections.
 RETRY_ON_STATUS = (429, 502, 503, 504)
 
 

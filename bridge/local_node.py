@@ -100,7 +100,7 @@ def release(version: str) -> tuple[str, int]:
 
 
 def base_dir() -> Path:
-    """Where downloads and the node live: DOTBRIDGE_HOME, else the user's (root: the system's) cache."""
+    """Where downloads and nodes live: DOTBRIDGE_HOME, else the user's (root: the system) cache."""
     if env := os.environ.get("DOTBRIDGE_HOME"):
         return Path(env).expanduser()
     if os.geteuid() == 0:
@@ -317,7 +317,7 @@ class LocalNode:
             return None
 
     def start(self, *, timeout: float = 180.0) -> str:
-        """Start the node in the background and wait until the cluster is healthy; return its URL."""
+        """Start the node in the background, wait until the cluster is healthy; return its URL."""
         if pid := self.running_pid():
             state = self._state() or {}
             if state.get("port") == self.port and _healthy(self.url):

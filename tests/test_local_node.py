@@ -36,7 +36,11 @@ def test_innerproduct_knn_returns_dot_product_order(os_client, index_name):
                     "v": {
                         "type": "knn_vector",
                         "dimension": 8,
-                        "method": {"name": "hnsw", "space_type": "innerproduct", "engine": "lucene"},
+                        "method": {
+                            "name": "hnsw",
+                            "space_type": "innerproduct",
+                            "engine": "lucene",
+                        },
                     }
                 }
             },
