@@ -11,6 +11,9 @@ class Similarity(str, Enum):
     DOT = "dot"
     COSINE = "cosine"
 
+    def __str__(self) -> str:
+        return self.value
+
     @property
     def space_type(self) -> str:
         return {"dot": "innerproduct", "cosine": "cosinesimil"}[self.value]
@@ -22,3 +25,72 @@ class Similarity(str, Enum):
         except ValueError:
             valid = ", ".join(s.value for s in cls)
             raise ValueError(f"unknown similarity {value!r}; choose one of: {valid}") from None
+
+
+ENGINES = ("lucene", "faiss")
+ANALYZERS = ("english", "standard", "simple", "whitespace")
+VECTOR_FIELD = "vector"
+TEXT_FIELDS = ("title", "text")
+
+
+def index_body(
+    *,
+    dimension: int,
+    similarity: str | Similarity,
+    meta: dict,
+    engine: str = "lucene",
+    analyzer: str = "english",
+    m: int = 16,
+    ef_construction: int = 128,
+    shards: int = 1,
+    replicas: int = 0,
+) -> dict:
+    """Settings and mappings of a dotbridge index: BM25 text fields plus one HNSW vector field.
+
+    `meta` lands in the mapping's `_meta` so that any reader (the bridge, Dashboards users) can
+    tell which model filled the index.
+    """
+    sim = Similarity.parse(similarity)
+    _choose("engine", engine, ENGINES)
+    _choose("analyzer", analyzer, ANALYZERS)
+    if dimension < 1:
+        raise ValueError(f"dimension must be positive, got {dimension}")
+    for name, value in (("m", m), ("ef_construction", ef_construction), ("shards", shards)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if replicas < 0:
+        raise ValueError(f"replicas must be 0 or more, got {replicas}")
+    text = {"type": "text", "analyzer": analyzer}
+    return {
+        "settings": {
+            "index": {
+                "knn": True,
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
+            }
+        },
+        "mappings": {
+            "_meta": meta,
+            "dynamic": False,
+            "properties": {
+                "doc_id": {"type": "keyword"},
+                "title": text,
+                "text": text,
+                VECTOR_FIELD: {
+                    "type": "knn_vector",
+                    "dimension": dimension,
+                    "space_type": sim.space_type,
+                    "method": {
+                        "name": "hnsw",
+                        "engine": engine,
+                        "parameters": {"m": m, "ef_construction": ef_construction},
+                    },
+                },
+            },
+        },
+    }
+
+
+def _choose(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
