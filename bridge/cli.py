@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bridge import local_node
 from bridge.config import ConnectionSettings
+from bridge.errors import BadInput, RejectedRecords
+from ingest.readers import FORMATS
+from mappings import ANALYZERS, ENGINES
+
+if TYPE_CHECKING:
+    from bridge.encoder import Encoder
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,6 +64,135 @@ def main(verbose: int) -> None:
     """dotbridge: a neural bi-encoder in front of OpenSearch."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # opensearch-py logs every 404 as a warning; dotbridge reports what matters itself.
+        logging.getLogger("opensearch").setLevel(logging.ERROR)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Which encoder to use; the same flags on every command that encodes."""
+
+    @click.option(
+        "--model",
+        default="sebastian-hofstaetter/distilbert-dot-margin_mse-T2-msmarco",
+        show_default=True,
+        help="Hugging Face model id or local directory.",
+    )
+    @click.option("--pooling", type=click.Choice(["cls", "mean"]), help="Default: from the model.")
+    @click.option("--normalize/--no-normalize", default=None, help="L2-normalize vectors.")
+    @click.option("--similarity", type=click.Choice(["dot", "cosine"]), help="Default: dot.")
+    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+    @click.option("--dtype", default="auto", show_default=True, help="auto, float32, float16.")
+    @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, model, pooling, normalize, similarity, device, dtype, batch_size, **kwargs: Any
+    ) -> Any:
+        def load() -> Encoder:
+            from bridge.encoder import Encoder, ModelLoadError
+
+            try:
+                return Encoder(
+                    model,
+                    pooling=pooling,
+                    normalize=normalize,
+                    similarity=similarity,
+                    device=device,
+                    dtype=dtype,
+                    batch_size=batch_size,
+                )
+            except ModelLoadError as exc:
+                raise BadInput(str(exc)) from exc
+
+        return func(*args, load_encoder=load, **kwargs)
+
+    return wrapper
+
+
+# ---- ingest ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("corpus")
+@click.option("--index", required=True, help="Index to fill (created when missing).")
+@model_options
+@connection_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--id-field", default="_id", show_default=True, help="JSONL key of the id.")
+@click.option("--text-field", default="text", show_default=True, help="JSONL key of the text.")
+@click.option("--title-field", default="title", show_default=True, help="JSONL key of the title.")
+@click.option(
+    "--shard", "shard_spec", default="0/1", show_default=True, help="Take every N-th line: I/N."
+)
+@click.option("--limit", type=click.IntRange(1), help="Read only the first N lines.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Rejects JSONL.")
+@click.option("--engine", type=click.Choice(ENGINES), default="lucene", show_default=True)
+@click.option("--analyzer", type=click.Choice(ANALYZERS), default="english", show_default=True)
+@click.option("--m", default=16, show_default=True, type=click.IntRange(2), help="HNSW m.")
+@click.option("--ef-construction", default=128, show_default=True, type=click.IntRange(2))
+@click.option("--shards", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--replicas", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
+def ingest(
+    corpus: str,
+    index: str,
+    load_encoder: Callable[[], Encoder],
+    settings: ConnectionSettings,
+    fmt: str,
+    id_field: str,
+    text_field: str,
+    title_field: str,
+    shard_spec: str,
+    limit: int | None,
+    rejects: Path | None,
+    engine: str,
+    analyzer: str,
+    m: int,
+    ef_construction: int,
+    shards: int,
+    replicas: int,
+    progress: bool | None,
+) -> None:
+    """Encode a collection and index text plus vectors (CORPUS: .jsonl/.tsv[.gz] or - for stdin).
+
+    Records that cannot be indexed go to the rejects file with their reason; the exit status is
+    non-zero when any were rejected. Running the same command again resumes an interrupted run.
+    """
+    from bridge.client import connect
+    from ingest.pipeline import IndexOptions, RejectsFile
+    from ingest.pipeline import ingest as run_ingest
+    from ingest.readers import Fields, Shard, read_records
+
+    shard = Shard.parse(shard_spec)
+    rejects_path = rejects or Path(f"{index}.rejects.jsonl")
+    fields = Fields(id=id_field, text=text_field, title=title_field or None)
+    records = read_records(corpus, fmt=fmt, fields=fields, shard=shard, limit=limit)
+    client = connect(settings)
+    encoder = load_encoder()
+    stats = run_ingest(
+        records,
+        client=client,
+        index=index,
+        encoder=encoder,
+        rejects=RejectsFile(rejects_path),
+        options=IndexOptions(
+            engine=engine,
+            analyzer=analyzer,
+            m=m,
+            ef_construction=ef_construction,
+            shards=shards,
+            replicas=replicas,
+        ),
+        batch_size=encoder.batch_size,
+        progress=progress,
+    )
+    click.echo(f"{index}: {stats.summary()}")
+    if stats.rejected:
+        raise RejectedRecords(
+            f"{stats.rejected} of {stats.read} records were rejected; reasons in {rejects_path}."
+        )
 
 
 # ---- opensearch --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def connect(settings: ConnectionSettings, *, check: bool = True) -> OpenSearch:
         retry_on_timeout=True,
         retry_on_status=RETRY_ON_STATUS,
         http_compress=True,
+        pool_maxsize=8,  # ingest indexes on one thread while another reads
     )
     if check:
         try:

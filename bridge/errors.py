@@ -23,3 +23,9 @@ class IndexMismatch(DotbridgeError):
 
 class BadInput(DotbridgeError):
     """Input the user gave (a query, a file, an option) cannot be used as it is."""
+
+
+class RejectedRecords(DotbridgeError):
+    """A run finished, but some input records were rejected (see the rejects file)."""
+
+    exit_code = 2
