@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 
 DEFAULT_URL = "http://127.0.0.1:9200"
+# The seed checkpoint: DistilBERT, CLS vector, raw dot product (arXiv 2010.02666).
+SEED_MODEL = "sebastian-hofstaetter/distilbert-dot-margin_mse-T2-msmarco"
 
 
 @dataclass(frozen=True, kw_only=True)
