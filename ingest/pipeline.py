@@ -340,12 +340,7 @@ class _BulkWriter:
                     "_op_type": "index",
                     "_index": self.index,
                     "_id": r.doc_id,
-                    "_source": {
-                        "doc_id": r.doc_id,
-                        "title": r.title,
-                        "text": r.text,
-                        self.vector_field: v.tolist(),
-                    },
+                    "_source": _source(r, self.vector_field, v),
                 },
             )
             for r, v in zip(records, vectors, strict=True)
@@ -382,6 +377,14 @@ class _BulkWriter:
             del pending[doc_id]
         if transient:
             raise _TransientItems(f"{transient} items failed with a transient status")
+
+
+def _source(record: Record, vector_field: str, vector: np.ndarray) -> dict[str, Any]:
+    source: dict[str, Any] = {"doc_id": record.doc_id, "text": record.text}
+    if record.title:  # no empty titles cluttering Dashboards
+        source["title"] = record.title
+    source[vector_field] = vector.tolist()
+    return source
 
 
 def _item_reason(info: dict) -> str:

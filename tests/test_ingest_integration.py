@@ -1,0 +1,203 @@
+"""Ingest against a real node: counts, stored vectors, rejects, resume after SIGKILL, mismatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import main
+from bridge.errors import IndexMismatch
+from bridge.indexes import IndexSpec
+from ingest.pipeline import IndexOptions, RejectsFile, ensure_index, ingest
+from ingest.readers import Record, read_records
+from mappings import index_body
+
+pytestmark = pytest.mark.integration
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
+
+
+def count(client, index):
+    client.indices.refresh(index=index)
+    return client.count(index=index)["count"]
+
+
+def test_scifact_slice_count_and_stored_vectors(os_client, index_name, tiny_encoder, tmp_path):
+    records = list(read_records(SCIFACT, limit=300))
+    stats = ingest(
+        records,
+        client=os_client,
+        index=index_name,
+        encoder=tiny_encoder,
+        rejects=RejectsFile(tmp_path / "rejects.jsonl"),
+        batch_size=32,
+        progress=False,
+    )
+    assert (stats.read, stats.indexed, stats.rejected, stats.already_present) == (300, 300, 0, 0)
+    assert stats.truncated == sum(
+        tiny_encoder.encode_passages([r.passage], return_truncated=True)[1][0] for r in records
+    )
+    assert count(os_client, index_name) == 300
+    assert not (tmp_path / "rejects.jsonl").exists()
+    sample = [records[i] for i in (0, 17, 123, 299)]
+    docs = os_client.mget(index=index_name, body={"ids": [r.doc_id for r in sample]})["docs"]
+    stored = np.array([d["_source"]["vector"] for d in docs], dtype=np.float32)
+    expected = tiny_encoder.encode_passages([r.passage for r in sample])
+    np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=1e-6)
+    assert [d["_source"].get("title", "") for d in docs] == [r.title for r in sample]
+    # Refresh is back to its default after the run, and the pause marker is gone.
+    settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]
+    assert "refresh_interval" not in settings["index"]
+    meta = os_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
+    assert meta == IndexSpec.of(tiny_encoder).meta()
+
+
+def test_bad_file_rejects_every_bad_line_and_indexes_every_good_one(
+    os_client, opensearch_settings, index_name, tiny_encoder, tmp_path
+):
+    # A title mapped as a date makes OpenSearch itself refuse the record whose title is text.
+    spec = IndexSpec.of(tiny_encoder)
+    body = index_body(dimension=spec.dimension, similarity=spec.similarity, meta=spec.meta())
+    body["mappings"]["properties"]["title"] = {"type": "date"}
+    os_client.indices.create(index=index_name, body=body)
+    lines = [
+        json.dumps({"_id": "g1", "text": "a good passage"}),
+        "{broken json",
+        json.dumps({"text": "no id"}),
+        json.dumps({"_id": "e1", "text": ""}),
+        json.dumps({"_id": "g1", "text": "duplicate of the first"}),
+        json.dumps({"_id": "g2", "title": "2020-01-01", "text": "another good passage"}),
+        json.dumps({"_id": "r1", "title": "not a date", "text": "refused by the server"}),
+        json.dumps({"_id": 3, "text": "numeric ids are fine"}),
+        json.dumps({"_id": "n1"}),
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "bad.rejects.jsonl"
+    result = run_cli(opensearch_settings, path, index_name, tiny_encoder, "--rejects", rejects)
+    assert result.exit_code == 2, result.output
+    assert "6 of 9 records were rejected" in result.output
+    by_line = {g["line"]: g for g in map(json.loads, rejects.read_text().splitlines())}
+    assert sorted(by_line) == [2, 3, 4, 5, 7, 9]
+    assert "not valid JSON" in by_line[2]["reason"]
+    assert "id field" in by_line[3]["reason"]
+    assert by_line[4] == {"line": 4, "id": "e1", "reason": "empty text"}
+    assert by_line[5] == {"line": 5, "id": "g1", "reason": "duplicate id in input"}
+    assert by_line[7]["id"] == "r1" and "refused by OpenSearch" in by_line[7]["reason"]
+    assert "missing text field" in by_line[9]["reason"]
+    assert count(os_client, index_name) == 3
+    read, indexed, rejected, present = summary_counts(result.output)
+    assert read == indexed + rejected + present == 9
+    assert (indexed, rejected) == (3, 6)
+
+
+def test_sigkill_then_rerun_resumes_without_duplicates(
+    os_client, opensearch_settings, index_name, tiny_model_dir, tmp_path
+):
+    n = 1500
+    good = [r for r in read_records(SCIFACT, limit=n) if isinstance(r, Record)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "ingest",
+        str(SCIFACT),
+        "--index",
+        index_name,
+        "--model",
+        str(tiny_model_dir),
+        "--device",
+        "cpu",
+        "--limit",
+        str(n),
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--rejects",
+        str(tmp_path / "r.jsonl"),
+    ]
+    env = {**os.environ, "OPENSEARCH_URL": opensearch_settings.url}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if indexed_ops(os_client, index_name) >= 300:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"ingest ended before it could be killed: {proc.stdout.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = indexed_ops(os_client, index_name)
+    assert 0 < first < n
+    # The killed run left refresh paused; the rerun restores it.
+    paused = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    assert paused["refresh_interval"] == "-1"
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    read, indexed, rejected, present = summary_counts(rerun.stdout)
+    encoded = int(re.search(r"encoded (\d+)", rerun.stdout).group(1))
+    assert read == len(good) and rejected == 0
+    assert present > 0 and indexed + present == len(good)
+    assert encoded == indexed < len(good)  # fewer passages encoded the second time
+    assert count(os_client, index_name) == len(good)
+    ids = os_client.search(
+        index=index_name,
+        body={"size": 0, "aggs": {"ids": {"cardinality": {"field": "doc_id"}}}},
+    )["aggregations"]["ids"]["value"]
+    assert ids == len(good)
+    restored = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    assert "refresh_interval" not in restored
+
+
+def test_existing_index_with_another_dimension_is_refused(
+    os_client, opensearch_settings, index_name, tiny_encoder, minilm_dir, tmp_path
+):
+    ensure_index(os_client, index_name, IndexSpec.of(tiny_encoder), IndexOptions())
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"_id": "1", "text": "hello"}) + "\n")
+    from bridge.encoder import Encoder
+
+    minilm = Encoder(minilm_dir, device="cpu")
+    with pytest.raises(IndexMismatch, match="dimension 32 \\(index\\) vs 384"):
+        ingest(
+            read_records(path),
+            client=os_client,
+            index=index_name,
+            encoder=minilm,
+            rejects=RejectsFile(tmp_path / "r.jsonl"),
+            progress=False,
+        )
+    assert count(os_client, index_name) == 0
+    assert not (tmp_path / "r.jsonl").exists()
+    settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]
+    assert "refresh_interval" not in settings["index"]
+
+
+def run_cli(settings, path, index, encoder, *extra):
+    args = ["ingest", str(path), "--index", index, "--model", str(encoder.model_id)]
+    args += ["--device", "cpu", "--no-progress", *map(str, extra)]
+    return CliRunner().invoke(main, args, env={"OPENSEARCH_URL": settings.url})
+
+
+def summary_counts(output: str) -> tuple[int, ...]:
+    match = re.search(r"read (\d+), indexed (\d+), rejected (\d+), already present (\d+)", output)
+    assert match, output
+    return tuple(map(int, match.groups()))
+
+
+def indexed_ops(client, index) -> int:
+    """Documents indexed so far, visible without a refresh (refresh is off during ingest)."""
+    if not client.indices.exists(index=index):
+        return 0
+    stats = client.indices.stats(index=index, metric="indexing")
+    return stats["_all"]["primaries"]["indexing"]["index_total"]
