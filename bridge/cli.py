@@ -492,3 +492,116 @@ def bench(
     paths = benchmark.write_report(result, out)
     click.echo(benchmark.render_markdown(result))
     click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+# ---- search ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("query")
+@click.option("--index", required=True, help="Index to search (filled by `dotbridge ingest`).")
+@click.option(
+    "--mode",
+    required=True,
+    type=click.Choice(["bm25", "rerank", "knn", "hybrid"]),
+    help="bm25; rerank: BM25 candidates re-scored by the model; knn; hybrid: BM25 + k-NN fused.",
+)
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--candidates",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="rerank: how many BM25 hits to re-score.",
+)
+@click.option(
+    "--on",
+    type=click.Choice(["server", "client"]),
+    default="server",
+    show_default=True,
+    help="rerank: score in OpenSearch (knn_score script) or here (vectors fetched).",
+)
+@click.option("--ef-search", type=click.IntRange(1, 10_000), help="k-NN HNSW ef_search.")
+@click.option(
+    "--fusion",
+    type=click.Choice(["rrf", "linear"]),
+    default="rrf",
+    show_default=True,
+    help="hybrid: reciprocal rank fusion, or min-max normalised scores mixed by --weight.",
+)
+@click.option(
+    "--weight",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="hybrid linear: the dense side's share.",
+)
+@click.option(
+    "--depth",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="hybrid: hits taken from each side before fusing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit instead of a table.")
+@model_options
+@connection_options
+def search(
+    query: str,
+    index: str,
+    mode: str,
+    k: int,
+    candidates: int,
+    on: str,
+    ef_search: int | None,
+    fusion: str,
+    weight: float,
+    depth: int,
+    as_json: bool,
+    load_encoder: Callable[[], Encoder],
+    settings: ConnectionSettings,
+) -> None:
+    """Search an index for QUERY and print the top k hits (rank, id, score, title or text)."""
+    import json
+
+    from bridge.client import connect
+    from bridge.search import check_query, make_searcher
+
+    check_query(query)  # before a model is loaded
+    client = connect(settings)
+    encoder = None if mode == "bm25" else load_encoder()
+    searcher = make_searcher(
+        mode,
+        client,
+        index,
+        encoder=encoder,
+        candidates=candidates,
+        on=on,
+        ef_search=ef_search,
+        fusion=fusion,
+        weight=weight,
+        depth=depth,
+    )
+    hits = searcher.search(query, k=k)
+    if as_json:
+        for rank, hit in enumerate(hits, 1):
+            record = {
+                "rank": rank,
+                "doc_id": hit.doc_id,
+                "score": hit.score,
+                "native_score": hit.native_score,
+                "source": hit.source,
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("No hits.")
+        return
+    width = max(len("id"), *(len(hit.doc_id) for hit in hits))
+    click.echo(f"{'rank':>4}  {'id':<{width}}  {'score':>10}  title or text")
+    for rank, hit in enumerate(hits, 1):
+        label = str(hit.source.get("title") or hit.source.get("text") or "")
+        label = " ".join(label.split())
+        if len(label) > 80:
+            label = label[:79] + "…"
+        click.echo(f"{rank:>4}  {hit.doc_id:<{width}}  {hit.score:>10.4f}  {label}")

@@ -1,0 +1,410 @@
+"""Every search mode against a real node, checked against numpy and offline fusion."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opensearchpy import OpenSearch
+from opensearchpy.helpers import bulk
+
+import mappings
+from bridge.cli import main
+from bridge.client import connect
+from bridge.encoder import Encoder
+from bridge.errors import BadInput, IndexMismatch
+from bridge.indexes import IndexSpec
+from bridge.search import Bm25, Hybrid, Knn, Rerank, make_searcher
+
+pytestmark = pytest.mark.integration
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared/datasets/scifact"
+N_DOCS = 2500  # the k-NN recall check wants at least 2,000
+N_COSINE_DOCS = 400
+CANDIDATES = 50
+
+
+def _read_jsonl(path: Path, limit: int) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if len(rows) == limit:
+                break
+    return rows
+
+
+@pytest.fixture(scope="module")
+def client(opensearch_settings) -> OpenSearch:
+    return connect(opensearch_settings)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir) -> Encoder:
+    # Mean pooling: the tiny random model's CLS vectors are nearly identical (every dot product
+    # ~32 to 1e-5), too close to rank; its mean vectors differ enough. Short passages keep it fast.
+    return Encoder(tiny_model_dir, pooling="mean", passage_max_length=64, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cosine_encoder(tiny_model_dir) -> Encoder:
+    return Encoder(
+        tiny_model_dir, pooling="mean", similarity="cosine", passage_max_length=64, device="cpu"
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[dict]:
+    return _read_jsonl(SCIFACT / "corpus.jsonl", N_DOCS)
+
+
+@pytest.fixture(scope="module")
+def queries() -> list[str]:
+    return [row["text"] for row in _read_jsonl(SCIFACT / "queries.jsonl", 100)]
+
+
+@pytest.fixture(scope="module")
+def vectors(encoder, corpus) -> dict[str, np.ndarray]:
+    texts = [f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in corpus]
+    return dict(zip([d["_id"] for d in corpus], encoder.encode_passages(texts), strict=True))
+
+
+def _build_index(client, encoder, corpus, vectors, *, shards: int) -> Iterator[str]:
+    name = f"test-search-{encoder.similarity.value}-{uuid.uuid4().hex[:8]}"
+    body = mappings.index_body(
+        dimension=encoder.dim,
+        similarity=encoder.similarity,
+        meta=IndexSpec.of(encoder).meta(),
+        shards=shards,
+        replicas=0,
+    )
+    client.indices.create(index=name, body=body)
+    try:
+        actions = (
+            {
+                "_index": name,
+                "_id": d["_id"],
+                "doc_id": d["_id"],
+                "title": d.get("title", ""),
+                "text": d["text"],
+                "vector": vectors[d["_id"]].tolist(),
+            }
+            for d in corpus
+        )
+        bulk(client, actions, chunk_size=500)
+        client.indices.refresh(index=name)
+        yield name
+    finally:
+        client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="module")
+def dot_index(client, encoder, corpus, vectors) -> Iterator[str]:
+    yield from _build_index(client, encoder, corpus, vectors, shards=3)
+
+
+@pytest.fixture(scope="module")
+def cosine_index(client, cosine_encoder, corpus, vectors) -> Iterator[str]:
+    # Same vectors (normalize is off): only the space type, and so the scores, differ.
+    yield from _build_index(client, cosine_encoder, corpus[:N_COSINE_DOCS], vectors, shards=2)
+
+
+# ---- helpers: the offline truth ----------------------------------------------------------------
+
+
+def bm25_top(client: OpenSearch, index: str, query: str, n: int) -> dict[str, float]:
+    """The global BM25 top-n by a plain search, best first (ties by doc id)."""
+    body = {
+        "size": n,
+        "_source": False,
+        "query": {
+            "multi_match": {
+                "query": query,
+                "fields": ["title", "text"],
+                "type": "best_fields",
+                "tie_breaker": 0.5,
+            }
+        },
+        "sort": ["_score", {"doc_id": "asc"}],
+    }
+    hits = client.search(index=index, body=body)["hits"]["hits"]
+    return {h["_id"]: h["_score"] for h in hits}
+
+
+def exact(query_vec: np.ndarray, doc_vecs: np.ndarray, similarity: str) -> np.ndarray:
+    q = query_vec.astype(np.float64)
+    m = doc_vecs.astype(np.float64)
+    dots = m @ q
+    if similarity == "cosine":
+        dots = dots / np.linalg.norm(m, axis=1) / np.linalg.norm(q)
+    return dots
+
+
+def offline_ranking(ids: Sequence[str], scores: np.ndarray) -> list[tuple[str, float]]:
+    return sorted(zip(ids, map(float, scores), strict=True), key=lambda p: (-p[1], p[0]))
+
+
+def assert_ranking(hits, expected: list[tuple[str, float]]) -> None:
+    """Same ids in the same order and scores within 1e-4 relative.
+
+    Two docs whose exact scores agree to float32 resolution may swap: OpenSearch scores in float32.
+    """
+    truth = dict(expected)
+    got = [h.doc_id for h in hits]
+    assert len(got) == len(expected)
+    for position, (doc_id, (want_id, want)) in enumerate(zip(got, expected, strict=True)):
+        if doc_id != want_id:
+            assert math.isclose(truth[doc_id], want, rel_tol=1e-6, abs_tol=1e-6), (
+                f"rank {position + 1}: {doc_id} ({truth[doc_id]}) instead of {want_id} ({want})"
+            )
+    np.testing.assert_allclose(
+        [h.score for h in hits], [truth[d] for d in got], rtol=1e-4, atol=1e-5
+    )
+
+
+# ---- rerank ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["dot", "cosine"])
+def test_rerank_server_and_client_equal_offline_dot_products(
+    client, space, dot_index, cosine_index, encoder, cosine_encoder, vectors, queries
+):
+    index, enc = (dot_index, encoder) if space == "dot" else (cosine_index, cosine_encoder)
+    chosen = queries[:8]
+    query_vecs = enc.encode_queries(chosen)
+    server = Rerank(client, index, enc, candidates=CANDIDATES, on="server")
+    local = Rerank(client, index, enc, candidates=CANDIDATES, on="client")
+    server_runs = server.search_many(chosen, k=CANDIDATES)
+    client_runs = local.search_many(chosen, k=CANDIDATES)
+    checked = 0
+    for query, qvec, server_hits, client_hits in zip(
+        chosen, query_vecs, server_runs, client_runs, strict=True
+    ):
+        top = bm25_top(client, index, query, CANDIDATES)
+        ids = list(top)
+        expected = offline_ranking(ids, exact(qvec, np.stack([vectors[i] for i in ids]), space))
+        for hits in (server_hits, client_hits):
+            # exactly the global BM25 top-N, re-ordered by the model
+            assert {h.doc_id for h in hits} == set(ids)
+            assert_ranking(hits, expected)
+            for hit in hits:
+                assert hit.native_score == pytest.approx(top[hit.doc_id], rel=1e-6)
+                assert "vector" not in hit.source and hit.source["doc_id"] == hit.doc_id
+        checked += len(ids) > 0
+        # top k is the head of the same ranking
+        assert [h.doc_id for h in server.search(query, k=5)] == [h.doc_id for h in server_hits[:5]]
+    assert checked >= 6
+
+
+def test_rerank_of_given_candidates_drops_unknown_ids(client, dot_index, encoder, vectors, queries):
+    ids = list(vectors)[:40:3] + ["no-such-doc", "4983"]
+    server = Rerank(client, dot_index, encoder, on="server")
+    local = Rerank(client, dot_index, encoder, on="client")
+    qvec = encoder.encode_queries([queries[0]])[0]
+    known = [i for i in dict.fromkeys(ids) if i in vectors]
+    expected = offline_ranking(known, exact(qvec, np.stack([vectors[i] for i in known]), "dot"))
+    for searcher in (server, local):
+        hits = searcher.rerank(queries[0], ids, k=100)
+        assert_ranking(hits, expected)
+        assert all(h.native_score == pytest.approx(h.score + 1) for h in hits)  # scores > 0
+    many = server.rerank_many(queries[:3], [ids, [], ["no-such-doc"]], k=5)
+    assert [h.doc_id for h in many[0]] == [d for d, _ in expected[:5]]
+    assert many[1] == [] and many[2] == []
+
+
+# ---- k-NN --------------------------------------------------------------------------------------
+
+
+def test_knn_recall_and_scores_match_brute_force(client, dot_index, encoder, vectors, queries):
+    ids = list(vectors)
+    matrix = np.stack([vectors[i] for i in ids])
+    knn = Knn(client, dot_index, encoder, ef_search=100)
+    runs = knn.search_many(queries, k=10)
+    recalls = []
+    for qvec, hits in zip(encoder.encode_queries(queries), runs, strict=True):
+        scores = exact(qvec, matrix, "dot")
+        truth = {ids[i] for i in np.argsort(-scores, kind="stable")[:10]}
+        recalls.append(len(truth & {h.doc_id for h in hits}) / 10)
+        by_id = dict(zip(ids, scores, strict=True))
+        np.testing.assert_allclose(
+            [h.score for h in hits], [by_id[h.doc_id] for h in hits], rtol=1e-4
+        )
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(ids) >= 2000 and len(queries) >= 100
+    assert np.mean(recalls) >= 0.95, f"recall@10 {np.mean(recalls):.3f}"
+
+
+def test_knn_cosine_scores_are_cosines(client, cosine_index, cosine_encoder, vectors, queries):
+    knn = Knn(client, cosine_index, cosine_encoder)
+    for query, qvec in zip(queries[:5], cosine_encoder.encode_queries(queries[:5]), strict=True):
+        hits = knn.search(query, k=10)
+        assert len(hits) == 10
+        matrix = np.stack([vectors[h.doc_id] for h in hits])
+        np.testing.assert_allclose(
+            [h.score for h in hits], exact(qvec, matrix, "cosine"), rtol=1e-4, atol=1e-6
+        )
+        assert all(h.native_score == pytest.approx((1 + h.score) / 2) for h in hits)
+
+
+def test_knn_filter_is_applied(client, dot_index, encoder, vectors, queries):
+    allowed = list(vectors)[:30]
+    knn = Knn(client, dot_index, encoder, filter={"terms": {"doc_id": allowed}})
+    hits = knn.search(queries[0], k=10)
+    assert len(hits) == 10 and {h.doc_id for h in hits} <= set(allowed)
+
+
+# ---- hybrid ------------------------------------------------------------------------------------
+
+
+def test_hybrid_rrf_equals_offline_rrf(client, dot_index, encoder, queries):
+    bm25, knn = Bm25(client, dot_index), Knn(client, dot_index, encoder)
+    hybrid = Hybrid(bm25, knn, depth=30, rrf_k=60)
+    fused_runs = hybrid.search_many(queries[:5], k=20)
+    for query, fused in zip(queries[:5], fused_runs, strict=True):
+        scores: dict[str, float] = {}
+        for run in (bm25.search(query, k=30), knn.search(query, k=30)):
+            for rank, hit in enumerate(run, start=1):
+                scores[hit.doc_id] = scores.get(hit.doc_id, 0.0) + 1 / (60 + rank)
+        expected = sorted(scores.items(), key=lambda p: (-p[1], p[0]))[:20]
+        assert [h.doc_id for h in fused] == [d for d, _ in expected]
+        assert [h.score for h in fused] == pytest.approx([v for _, v in expected], rel=1e-12)
+        assert all(h.source["doc_id"] == h.doc_id for h in fused)
+
+
+def test_without_source_the_same_hits_come_back_bare(client, dot_index, encoder, queries):
+    options = [("bm25", {}), ("knn", {}), ("hybrid", {})]
+    options += [("rerank", {"on": "server"}), ("rerank", {"on": "client"})]
+    for mode, extra in options:
+        full = make_searcher(mode, client, dot_index, encoder, **extra).search(queries[2], k=7)
+        bare = make_searcher(mode, client, dot_index, encoder, source=False, **extra)
+        hits = bare.search(queries[2], k=7)
+        assert [(h.doc_id, h.score) for h in hits] == [(h.doc_id, h.score) for h in full], mode
+        assert all(h.source == {} for h in hits), mode
+    rerank = Rerank(client, dot_index, encoder, on="client", source=False)
+    assert all(h.source == {} for h in rerank.rerank(queries[2], ["4983", "5836"], k=2))
+
+
+# ---- user input --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def all_searchers(client, dot_index, encoder) -> dict[str, object]:
+    return {
+        "bm25": make_searcher("bm25", client, dot_index),
+        "rerank-server": make_searcher("rerank", client, dot_index, encoder, candidates=20),
+        "rerank-client": make_searcher("rerank", client, dot_index, encoder, on="client"),
+        "knn": make_searcher("knn", client, dot_index, encoder),
+        "hybrid": make_searcher("hybrid", client, dot_index, encoder, depth=20),
+        "hybrid-linear": make_searcher("hybrid", client, dot_index, encoder, fusion="linear"),
+    }
+
+
+TRICKY = [
+    "AND", "OR", "NOT", "*", "?", "\\", '"', "'", "(", ")", "[", "]", "{", "}", ":", "^", "~",
+    "/", "&&", "||", "!", "+", "-", "<", ">", "=", "#", "😀", "🧬", "👩‍🔬", "\x00", "\t", "𝔘",
+]  # fmt: skip
+
+user_queries = st.one_of(
+    st.text(max_size=60),
+    st.lists(st.one_of(st.text(max_size=12), st.sampled_from(TRICKY)), max_size=12).map(" ".join),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(query=user_queries)
+def test_any_user_text_searches_in_every_mode(all_searchers, query):
+    for name, searcher in all_searchers.items():
+        if not query.strip():
+            with pytest.raises(BadInput):
+                searcher.search(query, k=3)
+            continue
+        hits = searcher.search(query, k=3)
+        assert len(hits) <= 3, name
+
+
+def test_ten_thousand_characters_of_distinct_words(all_searchers, corpus):
+    words = list(dict.fromkeys(w for d in corpus for w in d["text"].split()))
+    query = " ".join(words)[:10_000]
+    assert len(query) == 10_000 and len(query.split()) > 1000
+    for name, searcher in all_searchers.items():
+        hits = searcher.search(query, k=5)
+        assert len(hits) == 5, name
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\n"])
+def test_empty_query_is_bad_input_in_every_mode(all_searchers, query):
+    for searcher in all_searchers.values():
+        with pytest.raises(BadInput, match="empty"):
+            searcher.search(query)
+
+
+# ---- index checks ------------------------------------------------------------------------------
+
+
+def test_encoder_that_does_not_fit_the_index_is_a_mismatch(
+    client, dot_index, tiny_encoder, minilm_dir
+):
+    with pytest.raises(IndexMismatch, match="pooling mean .index. vs cls .encoder."):
+        Knn(client, dot_index, tiny_encoder)
+    other = Encoder(minilm_dir, device="cpu")
+    for mode in ("rerank", "knn", "hybrid"):
+        with pytest.raises(IndexMismatch) as err:
+            make_searcher(mode, client, dot_index, other)
+        assert "dimension 32 (index) vs 384 (encoder)" in err.value.message
+        assert "model" in err.value.message
+
+
+def test_missing_index_tells_to_ingest(client, encoder):
+    name = f"test-search-missing-{uuid.uuid4().hex[:8]}"
+    for mode in ("bm25", "rerank", "knn", "hybrid"):
+        with pytest.raises(BadInput, match="dotbridge ingest"):
+            make_searcher(mode, client, name, encoder)
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_search_table_and_json(opensearch_settings, client, dot_index, encoder, queries):
+    env = {"OPENSEARCH_URL": opensearch_settings.url}
+    runner = CliRunner()
+    query = queries[1]
+    model = ["--model", encoder.model_id, "--pooling", "mean", "--device", "cpu"]
+    for mode, searcher in (
+        ("bm25", Bm25(client, dot_index)),
+        ("knn", Knn(client, dot_index, encoder)),
+        ("rerank", Rerank(client, dot_index, encoder)),
+    ):
+        expected = [h.doc_id for h in searcher.search(query, k=5)]
+        assert len(expected) == 5
+        args = ["search", query, "--index", dot_index, "--mode", mode, "-k", "5", *model]
+        table = runner.invoke(main, args, env=env)
+        assert table.exit_code == 0, table.output
+        rows = table.output.splitlines()[1:]
+        assert [row.split()[1] for row in rows] == expected
+        assert [row.split()[0] for row in rows] == ["1", "2", "3", "4", "5"]
+        as_json = runner.invoke(main, [*args, "--json"], env=env)
+        assert as_json.exit_code == 0, as_json.output
+        records = [json.loads(line) for line in as_json.output.splitlines()]
+        assert [r["doc_id"] for r in records] == expected
+        assert [r["rank"] for r in records] == [1, 2, 3, 4, 5]
+        assert all("vector" not in r["source"] for r in records)
+
+
+def test_cli_reports_bad_input(opensearch_settings, dot_index):
+    env = {"OPENSEARCH_URL": opensearch_settings.url}
+    runner = CliRunner()
+    result = runner.invoke(main, ["search", "  ", "--index", dot_index, "--mode", "knn"], env=env)
+    assert result.exit_code == 1
+    assert "The query is empty" in result.output
+    missing = f"test-search-missing-{uuid.uuid4().hex[:8]}"
+    result = runner.invoke(main, ["search", "cells", "--index", missing, "--mode", "bm25"], env=env)
+    assert result.exit_code == 1
+    assert "dotbridge ingest" in result.output
