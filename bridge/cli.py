@@ -264,7 +264,7 @@ def status(settings: ConnectionSettings) -> None:
     info = client.info()
     health = client.cluster.health()
     plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
-    click.echo(f"url:      {settings.url}")
+    click.echo(f"url:      {settings.safe_url}")
     click.echo(f"version:  {info['version']['number']}")
     click.echo(f"cluster:  {health['cluster_name']} ({health['number_of_nodes']} nodes)")
     click.echo(f"health:   {health['status']}")
@@ -651,7 +651,7 @@ def demo(
     client = connect(settings)
     info = client.info()
     plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
-    click.echo(f"OpenSearch {info['version']['number']} at {settings.url}; plugins: {plugins}")
+    click.echo(f"OpenSearch {info['version']['number']} at {settings.safe_url}; plugins: {plugins}")
 
     click.echo(f"Loading the model {model or SEED_MODEL} ...")
     chosen = demo_lib.choose_model(model, device=device)

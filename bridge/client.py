@@ -34,8 +34,8 @@ def connect(settings: ConnectionSettings, *, check: bool = True) -> OpenSearch:
             client.info()
         except (OSConnectionError, TransportError) as exc:
             raise ConnectionFailed(
-                f"No OpenSearch answers at {settings.url} ({_reason(exc)}): start the local node "
-                "with `dotbridge opensearch start` or set OPENSEARCH_URL to your cluster."
+                f"No OpenSearch answers at {settings.safe_url} ({_reason(exc)}): start the local "
+                "node with `dotbridge opensearch start` or set OPENSEARCH_URL to your cluster."
             ) from exc
     return client
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "http://127.0.0.1:9200"
 # The seed checkpoint: DistilBERT, CLS vector, raw dot product (arXiv 2010.02666).
@@ -20,6 +21,16 @@ class ConnectionSettings:
     verify_certs: bool = True
     ca_certs: str | None = None
     timeout: float = 60.0
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without any user:password part, for messages."""
+        parts = urlsplit(self.url)
+        if parts.password is None and parts.username is None:
+            return self.url
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
 
     @classmethod
     def from_env(cls, **overrides: object) -> ConnectionSettings:

@@ -45,10 +45,11 @@ MAVEN_URL = "https://repo1.maven.org/maven2"
 MIN_FREE_BYTES = 1_500_000_000
 SERVICE_USER = "nobody"
 
-# OpenSearch version -> (k-NN plugin version, minimum Java).
+# OpenSearch version -> (k-NN plugin version, minimum Java). Maven Central has k-NN builds for
+# 3.5.0 and 2.19.1 only, and the 2.19.1 server zip there lacks the modules k-NN needs
+# (lang-painless) and the english analyzer's (analysis-common): 3.5.0 is the one that assembles.
 RELEASES: dict[str, tuple[str, int]] = {
     "3.5.0": ("3.5.0.0", 21),
-    "2.19.1": ("2.19.1.0", 17),
 }
 
 # Maven Central publishes no checksum beside the 3.5.0 server zip, so its SHA-512 is pinned here
