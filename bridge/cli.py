@@ -278,7 +278,7 @@ DEFAULT_COLLECTIONS = "scifact,nfcorpus,trec-dl-2019-passage-subset"
 
 @main.command("eval")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--index", required=True, help="Index holding the collection's corpus.")
+@click.option("--index", help="Index holding the collection's corpus (not needed to score --run).")
 @click.option("--mode", required=True, type=click.Choice(["bm25", "rerank", "knn", "hybrid"]))
 @click.option(
     "--run",
@@ -300,7 +300,7 @@ DEFAULT_COLLECTIONS = "scifact,nfcorpus,trec-dl-2019-passage-subset"
 @connection_options
 def eval_(
     dataset_dir: Path,
-    index: str,
+    index: str | None,
     mode: str,
     run_file: Path | None,
     k: int,
@@ -325,6 +325,8 @@ def eval_(
         metrics = ev.evaluate(run, data.qrels, ev.measures_for(_run_depth(run), data.rel))
     elif run_file is not None and mode != "rerank":
         raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
+    elif index is None:
+        raise BadInput(f"--mode {mode} searches an index: give its name with --index.")
     else:
         from bridge.client import connect
         from bridge.search import make_searcher

@@ -1,0 +1,288 @@
+"""Evaluation: qrels/queries/run files, metrics through ir_measures, the README table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bridge import evaluate as ev
+from bridge.errors import BadInput
+from bridge.search import Hit, make_searcher
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SCIFACT = DATASETS / "scifact"
+
+
+def hit(doc_id: str, score: float) -> Hit:
+    return Hit(doc_id, score, score, {})
+
+
+# ---- qrels and queries -------------------------------------------------------------------------
+
+
+def test_qrels_with_crlf_and_header(tmp_path: Path) -> None:
+    path = tmp_path / "test.tsv"
+    path.write_bytes(b"query-id\tcorpus-id\tscore\r\n1\td1\t1\r\n1\td2\t0\r\n\r\n2\td3\t2\r\n")
+    assert ev.load_qrels(path) == {"1": {"d1": 1, "d2": 0}, "2": {"d3": 2}}
+
+
+def test_qrels_without_header_and_in_trec_format(tmp_path: Path) -> None:
+    beir = tmp_path / "beir.tsv"
+    beir.write_text("q1\td1\t3\n")
+    trec = tmp_path / "trec.txt"
+    trec.write_text("q1 0 d1 3\n")
+    assert ev.load_qrels(beir) == ev.load_qrels(trec) == {"q1": {"d1": 3}}
+
+
+def test_bad_grade_after_the_first_line_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "test.tsv"
+    path.write_text("q1\td1\t1\nq1\td2\thigh\n")
+    with pytest.raises(BadInput, match=":2: relevance 'high'"):
+        ev.load_qrels(path)
+
+
+def test_queries_restricted_to_judged_ones(tmp_path: Path) -> None:
+    path = tmp_path / "queries.jsonl"
+    lines = [{"_id": "1", "text": "one"}, {"_id": "2", "text": "two"}, {"_id": 3, "text": "x"}]
+    path.write_text("\n".join(json.dumps(q) for q in lines) + "\n")
+    assert ev.load_queries(path, only={"3", "1"}) == {"1": "one", "3": "x"}
+    with pytest.raises(BadInput, match="1 judged queries"):
+        ev.load_queries(path, only={"1", "9"})
+
+
+def test_scifact_test_split() -> None:
+    split = ev.load_split(SCIFACT)
+    assert split.name == "scifact"
+    assert len(split.queries) == 300
+    assert sum(len(docs) for docs in split.qrels.values()) == 339
+    assert split.run is None and split.rel == 1
+    assert ev.binary_level("trec-dl-2019-passage-subset") == 2
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+
+
+def test_trec_run_round_trip(tmp_path: Path) -> None:
+    run = {"q2": {"b": 3.25, "a": 1 / 3, "c": -0.5}, "q1": {"z": 10.0}}
+    path = ev.write_run(run, tmp_path / "sub" / "run.trec", tag="mine")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "q2 Q0 b 1 3.25 mine"
+    assert [line.split()[3] for line in lines] == ["1", "2", "3", "1"]
+    back = ev.read_run(path)
+    assert back == run
+    assert [list(docs) for docs in back.values()] == [["b", "a", "c"], ["z"]]  # rank order kept
+
+
+def test_read_run_orders_by_rank_column(tmp_path: Path) -> None:
+    path = tmp_path / "run.trec"
+    path.write_text("q Q0 b 2 5.0 t\nq Q0 a 1 6.0 t\n")
+    assert list(ev.read_run(path)["q"]) == ["a", "b"]
+    path.write_text("q Q0 a 1 6.0\n")
+    with pytest.raises(BadInput, match="6 fields"):
+        ev.read_run(path)
+
+
+def test_run_tag_must_be_one_word(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="one word"):
+        ev.write_run({}, tmp_path / "r.trec", tag="two words")
+
+
+# ---- metrics -------------------------------------------------------------------------------------
+
+
+def test_metrics_match_their_definitions() -> None:
+    """nDCG with linear gains (trec_eval's), RR of the first relevant, recall; a judged query
+    without hits counts 0."""
+    qrels = {"q1": {"a": 3, "b": 1, "c": 0, "d": 2}, "q2": {"e": 1}}
+    ranking = ["c", "a", "x", "b"]  # d, also relevant, is not retrieved
+    run = {"q1": {doc: 10.0 - i for i, doc in enumerate(ranking)}}
+
+    def dcg(gains: list[int]) -> float:
+        return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+
+    grades = qrels["q1"]
+    q1_ndcg = dcg([grades.get(d, 0) for d in ranking]) / dcg(sorted(grades.values(), reverse=True))
+    q1_rr = 1 / 2  # a, at rank 2, is the first with grade >= 1
+    q1_rr_rel2 = 1 / 2  # ... and with grade >= 2
+    q1_recall = 2 / 3  # a and b of the relevant a, b, d
+    q1_recall_rel2 = 1 / 2  # a of a, d
+
+    metrics = ev.evaluate(run, qrels, ev.measures_for(100))
+    assert set(metrics) == {"nDCG@10", "RR@10", "R@100"}
+    assert metrics["nDCG@10"] == pytest.approx(q1_ndcg / 2)
+    assert metrics["RR@10"] == pytest.approx(q1_rr / 2)
+    assert metrics["R@100"] == pytest.approx(q1_recall / 2)
+
+    graded = ev.evaluate(run, qrels, ev.measures_for(1000, rel=2))
+    assert set(graded) == {"nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "R(rel=2)@1000"}
+    assert graded["nDCG@10"] == pytest.approx(q1_ndcg / 2)
+    # q2 has no document of grade >= 2: it still counts, as 0.
+    assert graded["RR(rel=2)@10"] == pytest.approx(q1_rr_rel2 / 2)
+    assert graded["R(rel=2)@100"] == pytest.approx(q1_recall_rel2 / 2)
+
+
+def test_unjudged_queries_of_the_run_are_ignored() -> None:
+    qrels = {"q1": {"a": 1}}
+    run = {"q1": {"a": 1.0}, "other": {"b": 1.0}}
+    assert ev.evaluate(run, qrels, ["nDCG@10", "RR@10"]) == {"nDCG@10": 1.0, "RR@10": 1.0}
+
+
+def test_measures_follow_the_depth() -> None:
+    assert [str(m) for m in ev.measures_for(10)] == ["nDCG@10", "RR@10"]
+    assert [str(m) for m in ev.measures_for(100, rel=2)] == [
+        "nDCG@10",
+        "RR(rel=2)@10",
+        "R(rel=2)@100",
+    ]
+
+
+# ---- run_eval ------------------------------------------------------------------------------------
+
+
+class FakeSearcher:
+    """Returns the query's own id first, then d0, d1, ...; records how it was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def search_many(self, queries: list[str], k: int = 10) -> list[list[Hit]]:
+        self.calls.append(("search", len(queries), k))
+        return [[hit(q, 99.0)] + [hit(f"d{i}", 10.0 - i) for i in range(k - 1)] for q in queries]
+
+    def rerank_many(self, queries, candidate_lists, k=10) -> list[list[Hit]]:
+        self.calls.append(("rerank", len(queries), k))
+        return [[hit(d, float(i)) for i, d in enumerate(ids)][:k] for ids in candidate_lists]
+
+
+def test_drop_self_removes_the_query_itself_and_keeps_k(tmp_path: Path) -> None:
+    searcher = FakeSearcher()
+    queries = {"q1": "q1", "q2": "q2", "q3": "q3"}  # the fake echoes the text as an id
+    qrels = {"q1": {"q1": 1, "d0": 1}, "q2": {"d5": 1}, "q3": {"q3": 1}}
+    result = ev.run_eval(searcher, queries, qrels, k=5, drop_self=True, batch_size=2)
+    assert searcher.calls == [("search", 2, 6), ("search", 1, 6)]
+    assert all(len(docs) == 5 and qid not in docs for qid, docs in result.run.items())
+    assert result.metrics["RR@10"] == pytest.approx((1 + 0 + 0) / 3)
+
+    kept = ev.run_eval(FakeSearcher(), queries, qrels, k=5)
+    assert all(list(docs)[0] == qid for qid, docs in kept.run.items())
+    assert kept.metrics["RR@10"] == pytest.approx((1 + 0 + 1) / 3)
+
+
+def test_candidates_are_reranked_and_the_run_written(tmp_path: Path) -> None:
+    searcher = FakeSearcher()
+    candidates = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    out = tmp_path / "run.trec"
+    result = ev.run_eval(
+        searcher,
+        {"q1": "text", "q2": "other"},
+        {"q1": {"c": 1}, "q2": {"x": 1}},
+        k=2,
+        candidates=candidates,
+        out=out,
+        tag="t",
+    )
+    assert searcher.calls == [("rerank", 2, 2)]
+    assert result.run == {"q1": {"a": 0.0, "b": 1.0}, "q2": {}}
+    assert ev.read_run(out) == {"q1": {"a": 0.0, "b": 1.0}}
+    assert result.metrics["nDCG@10"] == 0.0
+
+
+def test_candidates_need_a_reranker() -> None:
+    class Plain:
+        def search_many(self, queries, k=10):
+            return [[] for _ in queries]
+
+    with pytest.raises(BadInput, match="--mode rerank"):
+        ev.run_eval(Plain(), {"q": "t"}, {"q": {"d": 1}}, candidates={"q": {"d": 1.0}})
+
+
+# ---- the README table ----------------------------------------------------------------------------
+
+
+ROWS = [
+    ev.EvalRow("scifact", "bm25", "BM25", 300, {"nDCG@10": 0.6761, "RR@10": 0.5, "R@1000": 0.9}),
+    ev.EvalRow(
+        "dl19", "knn", "k-NN", 43, {"nDCG@10": 0.7, "RR(rel=2)@10": 0.8}, note="subset corpus"
+    ),
+]
+
+
+def test_table_columns_and_notes() -> None:
+    block = ev.render_table(ROWS, preamble="Model: x.", commands=["dotbridge eval-all"])
+    lines = block.splitlines()
+    assert lines[0] == "Model: x."
+    assert "| scifact | bm25 | BM25 | 300 | 0.676 | 0.500 | – | 0.900 |" in lines
+    assert "| dl19 | knn | k-NN [1] | 43 | 0.700 | 0.800 | – | – |" in lines
+    assert "[1] subset corpus" in lines
+    assert "```bash" in lines and "dotbridge eval-all" in lines
+    assert ev.column_of("R(rel=2)@100") == "R@100" and ev.column_of("P@5") is None
+
+
+def test_readme_replacement_is_idempotent() -> None:
+    block = ev.render_table(ROWS)
+    readme = "# Title\n\nIntro.\n"
+    once = ev.replace_between_markers(readme, block)
+    assert once.startswith(readme) and once.count(ev.EVAL_START) == 1
+    assert ev.replace_between_markers(once, block) == once
+
+    edited = once + "\n## After\n\nMore.\n"
+    newer = ev.replace_between_markers(edited, ev.render_table(ROWS[:1]))
+    assert newer.startswith(readme) and newer.endswith("\n## After\n\nMore.\n")
+    assert "dl19" not in newer and newer.count(ev.EVAL_END) == 1
+    assert ev.replace_between_markers(newer, block) == edited
+
+
+def test_unbalanced_markers_are_refused() -> None:
+    with pytest.raises(ValueError, match="no"):
+        ev.replace_between_markers(f"x {ev.EVAL_START} y", "b")
+    with pytest.raises(ValueError, match="no"):
+        ev.replace_between_markers(f"x {ev.EVAL_END} y", "b")
+
+
+def test_update_readme_creates_and_rewrites(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    ev.update_readme(path, "first")
+    ev.update_readme(path, "second")
+    assert path.read_text() == f"{ev.EVAL_START}\nsecond\n{ev.EVAL_END}\n"
+
+
+# ---- on a real node ---------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_bm25_run_eval_on_a_scifact_slice(os_client, index_name, tiny_encoder, tmp_path) -> None:
+    from ingest.pipeline import RejectsFile, ingest
+    from ingest.readers import read_records
+
+    stats = ingest(
+        read_records(SCIFACT / "corpus.jsonl", limit=200),
+        client=os_client,
+        index=index_name,
+        encoder=tiny_encoder,
+        rejects=RejectsFile(tmp_path / "rejects.jsonl"),
+        progress=False,
+    )
+    assert stats.indexed == 200
+    indexed = {r.doc_id for r in read_records(SCIFACT / "corpus.jsonl", limit=200)}
+    split = ev.load_split(SCIFACT)
+    qrels = {q: docs for q, docs in split.qrels.items() if indexed & docs.keys()}
+    queries = {q: split.queries[q] for q in qrels}
+    assert len(queries) >= 5
+
+    out = tmp_path / "bm25.trec"
+    searcher = make_searcher("bm25", os_client, index_name)
+    result = ev.run_eval(searcher, queries, qrels, k=100, out=out, tag="bm25")
+
+    lines = out.read_text().splitlines()
+    assert lines and all(len(line.split()) == 6 for line in lines)
+    for qid, docs in ev.read_run(out).items():
+        assert qid in queries and set(docs) <= indexed
+        scores = list(docs.values())
+        assert scores == sorted(scores, reverse=True)
+    assert ev.read_run(out) == {q: d for q, d in result.run.items() if d}
+    assert set(result.metrics) == {"nDCG@10", "RR@10", "R@100"}
+    assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
+    assert result.metrics["nDCG@10"] > 0
