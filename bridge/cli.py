@@ -118,6 +118,60 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How each mode searches; the same flags for `search` and `eval`, given as `search_options`."""
+
+    @click.option(
+        "--candidates",
+        default=100,
+        show_default=True,
+        type=click.IntRange(1, 10_000),
+        help="rerank: how many BM25 hits to re-score.",
+    )
+    @click.option(
+        "--on",
+        type=click.Choice(["server", "client"]),
+        default="server",
+        show_default=True,
+        help="rerank: score in OpenSearch (knn_score script) or here (vectors fetched).",
+    )
+    @click.option("--ef-search", type=click.IntRange(1, 10_000), help="k-NN HNSW ef_search.")
+    @click.option(
+        "--fusion",
+        type=click.Choice(["rrf", "linear"]),
+        default="rrf",
+        show_default=True,
+        help="hybrid: reciprocal rank fusion, or min-max normalised scores mixed by --weight.",
+    )
+    @click.option(
+        "--weight",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(0.0, 1.0),
+        help="hybrid linear: the dense side's share.",
+    )
+    @click.option(
+        "--depth",
+        default=100,
+        show_default=True,
+        type=click.IntRange(1, 10_000),
+        help="hybrid: hits taken from each side before fusing.",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, candidates, on, ef_search, fusion, weight, depth, **kwargs: Any) -> Any:
+        options = {
+            "candidates": candidates,
+            "on": on,
+            "ef_search": ef_search,
+            "fusion": fusion,
+            "weight": weight,
+            "depth": depth,
+        }
+        return func(*args, search_options=options, **kwargs)
+
+    return wrapper
+
+
 # ---- ingest ----------------------------------------------------------------------------------
 
 
@@ -290,11 +344,7 @@ DEFAULT_COLLECTIONS = "scifact,nfcorpus,trec-dl-2019-passage-subset"
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the TREC run.")
 @click.option("--drop-self", is_flag=True, help="Drop hits whose id is the query id (ArguAna).")
 @click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv.")
-@click.option("--candidates", default=100, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--on", type=click.Choice(["server", "client"]), default="server", show_default=True)
-@click.option("--ef-search", type=click.IntRange(1, 10_000), help="k-NN HNSW ef_search.")
-@click.option("--fusion", type=click.Choice(["rrf", "linear"]), default="rrf", show_default=True)
-@click.option("--depth", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@searcher_options
 @click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
 @model_options
 @connection_options
@@ -307,11 +357,7 @@ def eval_(
     out: Path | None,
     drop_self: bool,
     split: str,
-    candidates: int,
-    on: str,
-    ef_search: int | None,
-    fusion: str,
-    depth: int,
+    search_options: dict[str, Any],
     progress: bool | None,
     load_encoder: Callable[[], Encoder],
     settings: ConnectionSettings,
@@ -333,16 +379,9 @@ def eval_(
 
         client = connect(settings)
         encoder = None if mode == "bm25" else load_encoder()
+        # Runs need ids and scores only: leave the documents on the server.
         searcher = make_searcher(
-            mode,
-            client,
-            index,
-            encoder=encoder,
-            candidates=candidates,
-            on=on,
-            ef_search=ef_search,
-            fusion=fusion,
-            depth=depth,
+            mode, client, index, encoder=encoder, source=False, **search_options
         )
         result = ev.run_eval(
             searcher,
@@ -512,42 +551,7 @@ def bench(
     help="bm25; rerank: BM25 candidates re-scored by the model; knn; hybrid: BM25 + k-NN fused.",
 )
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
-@click.option(
-    "--candidates",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="rerank: how many BM25 hits to re-score.",
-)
-@click.option(
-    "--on",
-    type=click.Choice(["server", "client"]),
-    default="server",
-    show_default=True,
-    help="rerank: score in OpenSearch (knn_score script) or here (vectors fetched).",
-)
-@click.option("--ef-search", type=click.IntRange(1, 10_000), help="k-NN HNSW ef_search.")
-@click.option(
-    "--fusion",
-    type=click.Choice(["rrf", "linear"]),
-    default="rrf",
-    show_default=True,
-    help="hybrid: reciprocal rank fusion, or min-max normalised scores mixed by --weight.",
-)
-@click.option(
-    "--weight",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0.0, 1.0),
-    help="hybrid linear: the dense side's share.",
-)
-@click.option(
-    "--depth",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 10_000),
-    help="hybrid: hits taken from each side before fusing.",
-)
+@searcher_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit instead of a table.")
 @model_options
 @connection_options
@@ -556,12 +560,7 @@ def search(
     index: str,
     mode: str,
     k: int,
-    candidates: int,
-    on: str,
-    ef_search: int | None,
-    fusion: str,
-    weight: float,
-    depth: int,
+    search_options: dict[str, Any],
     as_json: bool,
     load_encoder: Callable[[], Encoder],
     settings: ConnectionSettings,
@@ -575,18 +574,7 @@ def search(
     check_query(query)  # before a model is loaded
     client = connect(settings)
     encoder = None if mode == "bm25" else load_encoder()
-    searcher = make_searcher(
-        mode,
-        client,
-        index,
-        encoder=encoder,
-        candidates=candidates,
-        on=on,
-        ef_search=ef_search,
-        fusion=fusion,
-        weight=weight,
-        depth=depth,
-    )
+    searcher = make_searcher(mode, client, index, encoder=encoder, **search_options)
     hits = searcher.search(query, k=k)
     if as_json:
         for rank, hit in enumerate(hits, 1):

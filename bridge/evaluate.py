@@ -527,7 +527,9 @@ def evaluate_split(
             run = read_run(plan.as_is)
             metrics = evaluate(run, split.qrels, measures)
         else:
-            searcher = make_searcher(plan.mode, client, index, encoder=encoder, **plan.options)
+            searcher = make_searcher(
+                plan.mode, client, index, encoder=encoder, source=False, **plan.options
+            )
             candidates = read_run(plan.candidates) if plan.candidates is not None else None
             result = run_eval(
                 searcher,
