@@ -40,10 +40,14 @@ def opensearch_settings(request: pytest.FixtureRequest) -> Iterator[ConnectionSe
     info = client.info()
     plugins = client.cat.plugins(v=True)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"\nOpenSearch {info['version']['number']} at {settings.url}; _cat/plugins:\n{plugins}"
-        )
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        # Into the log, past pytest's capture: which node the integration tests talk to.
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(
+                f"\nOpenSearch {info['version']['number']} at {settings.url}; "
+                f"_cat/plugins:\n{plugins}"
+            )
     yield settings
     if node is not None and started_here:
         node.stop()

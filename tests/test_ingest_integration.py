@@ -251,3 +251,23 @@ def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_enco
         assert count(client, "restart") == 1200
     finally:
         node.stop()
+
+
+def test_two_shard_workers_fill_one_index_together(os_client, index_name, tiny_encoder, tmp_path):
+    from ingest.readers import Shard
+
+    total = [r for r in read_records(SCIFACT, limit=120) if isinstance(r, Record)]
+    runs = [
+        ingest(
+            read_records(SCIFACT, limit=120, shard=Shard(i, 2)),
+            client=os_client,
+            index=index_name,
+            encoder=tiny_encoder,
+            rejects=RejectsFile(tmp_path / f"r{i}.jsonl"),
+            progress=False,
+        )
+        for i in range(2)
+    ]
+    assert [run.indexed for run in runs] == [60, 60]
+    assert sum(run.already_present for run in runs) == 0
+    assert count(os_client, index_name) == len(total)
