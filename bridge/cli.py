@@ -70,6 +70,7 @@ def main(verbose: int) -> None:
         logging.getLogger("opensearch").setLevel(logging.ERROR)
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub loads
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 import json
 import os
@@ -140,6 +142,31 @@ class Encoder:
             self.query_max_length = _check_length(
                 "query_max_length", query_max_length, floor, limit
             )
+
+    @functools.cached_property
+    def fingerprint(self) -> str | None:
+        """SHA-256 of the weight files: the same checkpoint, wherever it was loaded from.
+
+        Indexes record it, so that a local copy of a hub model (or the same package in another
+        virtualenv) counts as the model that made the vectors. None when no file is found.
+        """
+        folder = Path(self.model_id).expanduser()
+        if not folder.is_dir():
+            try:
+                from transformers.utils import cached_file
+
+                folder = Path(cached_file(self.model_id, "config.json")).parent
+            except Exception:  # loaded, so cached; a stranger layout just has no fingerprint
+                return None
+        files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+        if not files:
+            return None
+        digest = hashlib.sha256()
+        for path in files:
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    digest.update(chunk)
+        return digest.hexdigest()
 
     def __repr__(self) -> str:
         return (

@@ -28,6 +28,7 @@ class IndexSpec:
     similarity: Similarity
     dimension: int
     vector_field: str = VECTOR_FIELD
+    weights_sha256: str | None = None  # identifies the checkpoint however `model` was spelled
 
     @classmethod
     def of(cls, encoder: Encoder) -> IndexSpec:
@@ -40,6 +41,7 @@ class IndexSpec:
             normalize=encoder.normalize,
             similarity=encoder.similarity,
             dimension=encoder.dim,
+            weights_sha256=encoder.fingerprint,
         )
 
     def meta(self) -> dict[str, Any]:
@@ -83,7 +85,13 @@ def read_spec(client: OpenSearch, index: str) -> IndexSpec | None:
 
 def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
     """Raise IndexMismatch naming every setting in which the index and the encoder differ."""
-    fields = ("model", "pooling", "normalize", "similarity", "dimension")
+    same_weights = stored.weights_sha256 is not None and (
+        stored.weights_sha256 == wanted.weights_sha256
+    )
+    # The same weights under another path or id are the same model.
+    fields = ("pooling", "normalize", "similarity", "dimension")
+    if not same_weights:
+        fields = ("model", *fields)
     diffs = [
         f"{name} {getattr(stored, name)!s} (index) vs {getattr(wanted, name)!s} (encoder)"
         for name in fields

@@ -428,3 +428,19 @@ def test_sentence_transformers_files_set_the_defaults(tiny_model_dir: Path, tmp_
     with pytest.raises(ValueError, match="pooling 'max_tokens'.*cls, mean"):
         Encoder(model_dir, device="cpu")
     assert Encoder(model_dir, device="cpu", pooling="mean").pooling == "mean"
+
+
+def test_fingerprint_names_the_weights_not_the_path(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    original, copied = Encoder(tiny_model_dir, device="cpu"), Encoder(copy, device="cpu")
+    assert original.fingerprint is not None and len(original.fingerprint) == 64
+    assert copied.fingerprint == original.fingerprint
+    other = tmp_path / "other"
+    model = copied.model
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(other)
+    copied.tokenizer.save_pretrained(other)
+    assert Encoder(other, device="cpu").fingerprint != original.fingerprint

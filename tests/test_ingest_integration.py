@@ -271,3 +271,18 @@ def test_two_shard_workers_fill_one_index_together(os_client, index_name, tiny_e
     assert [run.indexed for run in runs] == [60, 60]
     assert sum(run.already_present for run in runs) == 0
     assert count(os_client, index_name) == len(total)
+
+
+def test_a_copy_of_the_model_elsewhere_is_the_same_model(
+    os_client, index_name, tiny_encoder, tiny_model_dir, tmp_path
+):
+    import shutil
+
+    from bridge.encoder import Encoder
+
+    records = list(read_records(SCIFACT, limit=20))
+    run = dict(client=os_client, index=index_name, progress=False)
+    ingest(records, encoder=tiny_encoder, rejects=RejectsFile(tmp_path / "a.jsonl"), **run)
+    copy = Encoder(shutil.copytree(tiny_model_dir, tmp_path / "copy"), device="cpu")
+    again = ingest(records, encoder=copy, rejects=RejectsFile(tmp_path / "b.jsonl"), **run)
+    assert (again.already_present, again.indexed) == (20, 0)
