@@ -286,3 +286,45 @@ def test_a_copy_of_the_model_elsewhere_is_the_same_model(
     copy = Encoder(shutil.copytree(tiny_model_dir, tmp_path / "copy"), device="cpu")
     again = ingest(records, encoder=copy, rejects=RejectsFile(tmp_path / "b.jsonl"), **run)
     assert (again.already_present, again.indexed) == (20, 0)
+
+
+def test_refresh_is_restored_when_the_run_fails(os_client, index_name, tiny_encoder, tmp_path):
+    class Failing:
+        """The tiny encoder, failing on its second batch."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __getattr__(self, name):
+            return getattr(tiny_encoder, name)
+
+        def encode_passages(self, texts, **kwargs):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("encoder broke")
+            return tiny_encoder.encode_passages(texts, **kwargs)
+
+    os_client.indices.create(
+        index=index_name,
+        body=index_body(
+            dimension=tiny_encoder.dim,
+            similarity=tiny_encoder.similarity,
+            meta=IndexSpec.of(tiny_encoder).meta(),
+        ),
+    )
+    os_client.indices.put_settings(index=index_name, body={"index": {"refresh_interval": "7s"}})
+    with pytest.raises(RuntimeError, match="encoder broke"):
+        ingest(
+            read_records(SCIFACT, limit=100),
+            client=os_client,
+            index=index_name,
+            encoder=Failing(),
+            rejects=RejectsFile(tmp_path / "r.jsonl"),
+            batch_size=16,
+            progress=False,
+        )
+    settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    assert settings["refresh_interval"] == "7s"
+    meta = os_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
+    assert "paused_refresh_interval" not in meta["dotbridge"]
+    assert count(os_client, index_name) == 16  # the first batch is in, and visible
