@@ -285,7 +285,17 @@ def _floats(vector: Sequence[float]) -> list[float]:
 # ---- searchers ---------------------------------------------------------------------------------
 
 
-class Bm25:
+class _Batched:
+    """A searcher whose one-query search is its batch search of one."""
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        raise NotImplementedError
+
+
+class Bm25(_Batched):
     """BM25 over title and text."""
 
     def __init__(
@@ -302,9 +312,6 @@ class Bm25:
         self.filter = filter
         self.source = source
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_many([query], k)[0]
-
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         _check_queries(queries)
         _check_size("k", k)
@@ -318,7 +325,7 @@ class Bm25:
         ]
 
 
-class Rerank:
+class Rerank(_Batched):
     """The global BM25 top `candidates`, re-scored by the model's exact similarity.
 
     on="server": the `knn_score` script scores the candidates and no vector leaves the cluster;
@@ -347,9 +354,6 @@ class Rerank:
         self.on = on
         self.filter = filter
         self.source = source
-
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         _check_queries(queries)
@@ -460,7 +464,7 @@ class Rerank:
         return scored
 
 
-class Knn:
+class Knn(_Batched):
     """Native approximate k-NN on the vector field; scores converted to the model's similarity."""
 
     def __init__(
@@ -483,9 +487,6 @@ class Knn:
         self.filter = filter
         self.source = source
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_many([query], k)[0]
-
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         _check_queries(queries)
         _check_size("k", k)
@@ -505,7 +506,7 @@ class Knn:
         return [_knn_hits(resp, self.spec.similarity) for resp in responses]
 
 
-class Hybrid:
+class Hybrid(_Batched):
     """A sparse and a dense searcher, each asked for `depth` hits, fused by rank or by score."""
 
     def __init__(
@@ -530,9 +531,6 @@ class Hybrid:
         self.rrf_k = rrf_k
         self.weight = weight
         self.depth = depth
-
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         _check_queries(queries)
