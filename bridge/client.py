@@ -7,7 +7,7 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from bridge.config import ConnectionSettings
-from bridge.errors import ConnectionFailed
+from bridge.errors import ConnectionFailed, error_reason
 
 # 429 and 5xx are worth a retry with back-off; a restarting node answers 503 or drops connections.
 RETRY_ON_STATUS = (429, 502, 503, 504)
@@ -34,13 +34,8 @@ def connect(settings: ConnectionSettings, *, check: bool = True) -> OpenSearch:
             client.info()
         except (OSConnectionError, TransportError) as exc:
             raise ConnectionFailed(
-                f"No OpenSearch answers at {settings.safe_url} ({_reason(exc)}): start the local "
-                "node with `dotbridge opensearch start` or set OPENSEARCH_URL to your cluster."
+                f"No OpenSearch answers at {settings.safe_url} ({error_reason(exc)}): start the "
+                "local node with `dotbridge opensearch start` or set OPENSEARCH_URL to your "
+                "cluster."
             ) from exc
     return client
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, TransportError) and isinstance(exc.status_code, int):
-        return f"HTTP {exc.status_code}"
-    return type(exc).__name__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -29,3 +31,32 @@ class RejectedRecords(DotbridgeError):
     """A run finished, but some input records were rejected (see the rejects file)."""
 
     exit_code = 2
+
+
+def error_reason(error: Any) -> str:
+    """The reason of an OpenSearch (or Elasticsearch) failure, as `type: reason`, in one line.
+
+    Takes whatever carries the error: a client exception (its response body), a response or
+    bulk item body with an `error` key, the `error` object itself (its first `root_cause` wins),
+    or a plain string. Never raises: an unknown shape gives its type name or text.
+    """
+    info = getattr(error, "info", None)
+    if isinstance(error, BaseException):
+        if isinstance(info, dict) and info.get("error"):
+            return error_reason(info)
+        status = getattr(error, "status_code", None)
+        detail = getattr(error, "error", None)
+        if isinstance(status, int):
+            return f"HTTP {status}" + (f" {detail}" if isinstance(detail, str) and detail else "")
+        return type(error).__name__
+    if isinstance(error, dict):
+        if "error" in error:
+            inner = error["error"]
+            return error_reason(inner) if inner else str(error.get("status", "error"))
+        causes = error.get("root_cause") or []
+        first = causes[0] if causes and isinstance(causes[0], dict) else error
+        kind, reason = first.get("type"), first.get("reason")
+        if kind or reason:
+            return ": ".join(str(part) for part in (kind, reason) if part)
+        return str(error)
+    return " ".join(str(error).split()) or "unknown error"

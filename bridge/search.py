@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from opensearchpy import OpenSearch
 
-from bridge.errors import BadInput, DotbridgeError
+from bridge.errors import BadInput, DotbridgeError, error_reason
 from bridge.indexes import IndexSpec, check_compatible, read_spec
 from mappings import TEXT_FIELDS, VECTOR_FIELD, Similarity
 
@@ -666,16 +666,8 @@ def _search_error(index: str, error: Any) -> DotbridgeError:
     kind = error.get("type") if isinstance(error, dict) else None
     if kind == "index_not_found_exception":
         return _missing(index)
-    reason = _root_reason(error)
+    reason = error_reason(error)
     return SearchFailed(f"OpenSearch failed a search on index {index!r}: {reason}.")
-
-
-def _root_reason(error: Any) -> str:
-    if not isinstance(error, dict):
-        return str(error)
-    causes = error.get("root_cause") or []
-    first = causes[0] if causes and isinstance(causes[0], dict) else error
-    return f"{first.get('type', 'error')}: {first.get('reason', '')}".strip()
 
 
 def _missing(index: str) -> BadInput:

@@ -35,7 +35,7 @@ from tenacity import (
 from tqdm import tqdm
 
 import mappings
-from bridge.errors import BadInput
+from bridge.errors import BadInput, error_reason
 from bridge.indexes import META_KEY, IndexSpec, check_compatible, read_spec
 from ingest.readers import Record, Rejected
 
@@ -128,7 +128,7 @@ def ensure_index(
         if exc.error == "resource_already_exists_exception":  # another worker was first
             return ensure_index(client, index, spec, options)
         raise BadInput(
-            f"OpenSearch refused to create index {index!r} ({_error_reason(exc)}): check "
+            f"OpenSearch refused to create index {index!r} ({error_reason(exc)}): check "
             "--engine (faiss needs a cluster with its native library) and the other index options."
         ) from exc
     return True
@@ -369,7 +369,7 @@ class _BulkWriter:
                 transient += 1
                 continue
             else:
-                reason = f"refused by OpenSearch: {_item_reason(info)}"
+                reason = f"refused by OpenSearch: {error_reason(info)}"
                 _reject(self.stats, self.rejects, self.bar, record.line, doc_id, reason)
                 del pending[doc_id]
                 continue
@@ -385,18 +385,3 @@ def _source(record: Record, vector_field: str, vector: np.ndarray) -> dict[str, 
         source["title"] = record.title
     source[vector_field] = vector.tolist()
     return source
-
-
-def _item_reason(info: dict) -> str:
-    error = info.get("error")
-    if isinstance(error, dict):
-        return f"{error.get('type')}: {error.get('reason')}"
-    return str(error or info.get("status"))
-
-
-def _error_reason(exc: TransportError) -> str:
-    info = exc.info if isinstance(exc.info, dict) else {}
-    error = info.get("error", {})
-    if isinstance(error, dict):
-        return str(error.get("reason") or error.get("type") or exc.error)
-    return str(exc.error)
