@@ -26,8 +26,9 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from bridge.config import minilm_model_dir  # noqa: E402
 from bridge.encoder import Encoder  # noqa: E402
-from tests.model_fixtures import build_tiny_model, minilm_model_dir  # noqa: E402
+from tests.model_fixtures import build_tiny_model  # noqa: E402
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/datasets/scifact/corpus.jsonl"
 

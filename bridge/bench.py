@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from opensearchpy.helpers import bulk
 
-from bridge.indexes import IndexSpec
+from bridge.indexes import IndexSpec, ensure_index
 from ingest.readers import Record, read_records
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 # (label, make_searcher mode, options): the query paths a user can choose between.
 LATENCY_MODES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("bm25", "bm25", {}),
-    ("rerank (server)", "rerank", {"candidates": 100, "on": "server"}),
-    ("rerank (client)", "rerank", {"candidates": 100, "on": "client"}),
+    ("rerank (server)", "rerank", {"candidates": 100, "rerank_on": "server"}),
+    ("rerank (client)", "rerank", {"candidates": 100, "rerank_on": "client"}),
     ("knn", "knn", {}),
     ("hybrid (rrf)", "hybrid", {"fusion": "rrf", "depth": 100}),
 )
@@ -109,8 +110,11 @@ def good_records(corpus: str | Path, limit: int | None) -> list[Record]:
 def naive_ingest(
     client: OpenSearch, index: str, records: Sequence[Record], encoder: Encoder
 ) -> IngestTiming:
-    """The seed notebook's way: encode each passage alone, then one `helpers.bulk` of all."""
-    from ingest.pipeline import ensure_index
+    """The seed notebook's way: encode each passage alone, then one `helpers.bulk` of all.
+
+    The documents are the pipeline's own (`document_source`), so both sides index the same bytes.
+    """
+    from ingest.bulk import document_source
 
     spec = IndexSpec.of(encoder)
     ensure_index(client, index, spec)
@@ -121,12 +125,7 @@ def naive_ingest(
         {
             "_index": index,
             "_id": r.doc_id,
-            "_source": {
-                "doc_id": r.doc_id,
-                "title": r.title,
-                "text": r.text,
-                spec.vector_field: v.tolist(),
-            },
+            "_source": document_source(r, spec.vector_field, v),
         }
         for r, v in zip(records, vectors, strict=True)
     )
@@ -137,21 +136,21 @@ def naive_ingest(
 
 
 def pipeline_ingest(
-    client: OpenSearch, index: str, records: Sequence[Record], encoder: Encoder, batch_size: int
+    client: OpenSearch, index: str, corpus: str | Path, limit: int | None, encoder: Encoder
 ) -> IngestTiming:
-    from ingest.pipeline import RejectsFile, ingest
+    """dotbridge's way, on the same records as `good_records(corpus, limit)`."""
+    from ingest.pipeline import ingest_corpus
 
-    rejects = Path(f"{index}.rejects.jsonl")
-    stats = ingest(
-        records,
-        client=client,
-        index=index,
-        encoder=encoder,
-        rejects=RejectsFile(rejects),
-        batch_size=batch_size,
-        progress=False,
-    )
-    rejects.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = ingest_corpus(
+            corpus,
+            client=client,
+            index=index,
+            encoder=encoder,
+            limit=limit,
+            rejects=Path(tmp) / "rejects.jsonl",
+            progress=False,
+        )
     if stats.rejected:
         raise RuntimeError(f"the pipeline rejected {stats.rejected} records: {stats.summary()}")
     return IngestTiming("pipeline", stats.indexed, stats.wall_s, stats.encode_s, stats.index_s)
@@ -164,7 +163,6 @@ def run_bench(
     corpus: str | Path,
     queries: Sequence[str],
     limit: int | None = None,
-    batch_size: int = 64,
     warmup: int = 5,
     keep: bool = False,
     model_name: str | None = None,
@@ -182,7 +180,7 @@ def run_bench(
         naive = naive_ingest(client, naive_index, records, encoder)
         client.indices.delete(index=naive_index, ignore_unavailable=True)
         log.info("pipeline ingest of %d docs", len(records))
-        piped = pipeline_ingest(client, index, records, encoder, batch_size)
+        piped = pipeline_ingest(client, index, corpus, limit, encoder)
         latencies = []
         for label, mode, options in LATENCY_MODES:
             searcher = make_searcher(mode, client, index, encoder=encoder, **options)
@@ -212,7 +210,7 @@ def run_bench(
         "corpus": str(corpus),
         "ingest": {
             "docs": len(records),
-            "batch_size": batch_size,
+            "batch_size": encoder.batch_size,
             "pipeline": piped.as_dict(),
             "naive": naive.as_dict(),
             "speedup": piped.docs_per_s / naive.docs_per_s if naive.docs_per_s else None,
@@ -223,6 +221,36 @@ def run_bench(
             "modes": [lat.as_dict(base) for lat in latencies],
         },
     }
+
+
+def bench_minilm(
+    client: OpenSearch,
+    *,
+    dataset: str | Path,
+    n_queries: int = 300,
+    limit: int | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    keep: bool = False,
+    out: str | Path = "bench-results",
+) -> tuple[str, list[Path]]:
+    """What `dotbridge bench` does with all-MiniLM-L6-v2: the Markdown report and its files."""
+    from bridge.config import MINILM, minilm_model_dir
+    from bridge.encoder import Encoder
+    from bridge.evaluate import load_split
+
+    data = load_split(dataset)
+    encoder = Encoder(minilm_model_dir(), device=device, batch_size=batch_size)
+    result = run_bench(
+        client,
+        encoder,
+        corpus=data.corpus,
+        queries=list(data.queries.values())[:n_queries],
+        limit=limit,
+        keep=keep,
+        model_name=MINILM,
+    )
+    return render_markdown(result), write_report(result, out)
 
 
 def render_markdown(result: dict[str, Any]) -> str:

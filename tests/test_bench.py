@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bridge import bench
+from bridge.config import MODES
 from bridge.evaluate import load_split
-from bridge.search import MODES
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,6 @@ def test_bench_on_a_slice_writes_json_markdown_and_png(os_client, tiny_encoder, 
         corpus=data.corpus,
         queries=list(data.queries.values())[:6],
         limit=80,
-        batch_size=16,
         warmup=1,
     )
     ingest = result["ingest"]
@@ -50,3 +49,27 @@ def test_bench_on_a_slice_writes_json_markdown_and_png(os_client, tiny_encoder, 
     for m in modes:
         assert f"| {m['mode']} |" in markdown
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_naive_baseline_indexes_the_pipelines_documents(os_client, tiny_encoder, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"_id": "t1", "title": "A title", "text": "Vitamin D and bone density."},
+        {"_id": "t2", "title": "", "text": "No title here, only text."},
+        {"_id": "t3", "title": "  ", "text": "A blank title."},
+    ]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    naive_index, pipeline_index = f"bench-naive-{tmp_path.name}", f"bench-pipe-{tmp_path.name}"
+    try:
+        records = bench.good_records(corpus, None)
+        bench.naive_ingest(os_client, naive_index, records, tiny_encoder)
+        bench.pipeline_ingest(os_client, pipeline_index, corpus, None, tiny_encoder)
+        for row in rows:
+            naive = os_client.get(index=naive_index, id=row["_id"])["_source"]
+            piped = os_client.get(index=pipeline_index, id=row["_id"])["_source"]
+            naive_vector, piped_vector = naive.pop("vector"), piped.pop("vector")
+            assert naive == piped
+            assert naive_vector == pytest.approx(piped_vector, abs=1e-4)
+        assert "title" not in os_client.get(index=naive_index, id="t2")["_source"]
+    finally:
+        os_client.indices.delete(index=f"{naive_index},{pipeline_index}", ignore_unavailable=True)

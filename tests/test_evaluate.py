@@ -1,4 +1,4 @@
-"""Evaluation: qrels/queries/run files, metrics through ir_measures, the README table."""
+"""Evaluation: qrels/queries/run files, metrics through ir_measures, runs from a real node."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SCIFACT = DATASETS / "scifact"
 
 
 def hit(doc_id: str, score: float) -> Hit:
-    return Hit(doc_id, score, score, {})
+    return Hit(doc_id, score, {})
 
 
 # ---- qrels and queries -------------------------------------------------------------------------
@@ -58,8 +58,8 @@ def test_scifact_test_split() -> None:
     assert split.name == "scifact"
     assert len(split.queries) == 300
     assert sum(len(docs) for docs in split.qrels.values()) == 339
-    assert split.run is None and split.rel == 1
-    assert ev.binary_level("trec-dl-2019-passage-subset") == 2
+    assert split.run is None and split.min_relevant_grade == 1
+    assert ev.min_relevant_grade("trec-dl-2019-passage-subset") == 2
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_metrics_match_their_definitions() -> None:
     assert metrics["RR@10"] == pytest.approx(q1_rr / 2)
     assert metrics["R@100"] == pytest.approx(q1_recall / 2)
 
-    graded = ev.evaluate(run, qrels, ev.measures_for(1000, rel=2))
+    graded = ev.evaluate(run, qrels, ev.measures_for(1000, min_relevant_grade=2))
     assert set(graded) == {"nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "R(rel=2)@1000"}
     assert graded["nDCG@10"] == pytest.approx(q1_ndcg / 2)
     # q2 has no document of grade >= 2: it still counts, as 0.
@@ -132,7 +132,7 @@ def test_unjudged_queries_of_the_run_are_ignored() -> None:
 
 def test_measures_follow_the_depth() -> None:
     assert [str(m) for m in ev.measures_for(10)] == ["nDCG@10", "RR@10"]
-    assert [str(m) for m in ev.measures_for(100, rel=2)] == [
+    assert [str(m) for m in ev.measures_for(100, min_relevant_grade=2)] == [
         "nDCG@10",
         "RR(rel=2)@10",
         "R(rel=2)@100",
@@ -199,70 +199,21 @@ def test_candidates_need_a_reranker() -> None:
         ev.run_eval(Plain(), {"q": "t"}, {"q": {"d": 1}}, candidates={"q": {"d": 1.0}})
 
 
-# ---- the README table ----------------------------------------------------------------------------
-
-
-ROWS = [
-    ev.EvalRow("scifact", "bm25", "BM25", 300, {"nDCG@10": 0.6761, "RR@10": 0.5, "R@1000": 0.9}),
-    ev.EvalRow(
-        "dl19", "knn", "k-NN", 43, {"nDCG@10": 0.7, "RR(rel=2)@10": 0.8}, note="subset corpus"
-    ),
-]
-
-
-def test_table_columns_and_notes() -> None:
-    block = ev.render_table(ROWS, preamble="Model: x.", commands=["dotbridge eval-all"])
-    lines = block.splitlines()
-    assert lines[0] == "Model: x."
-    assert "| scifact | bm25 | BM25 | 300 | 0.676 | 0.500 | – | 0.900 |" in lines
-    assert "| dl19 | knn | k-NN [1] | 43 | 0.700 | 0.800 | – | – |" in lines
-    assert "[1] subset corpus" in lines
-    assert "```bash" in lines and "dotbridge eval-all" in lines
-    assert ev.column_of("R(rel=2)@100") == "R@100" and ev.column_of("P@5") is None
-
-
-def test_readme_replacement_is_idempotent() -> None:
-    block = ev.render_table(ROWS)
-    readme = "# Title\n\nIntro.\n"
-    once = ev.replace_between_markers(readme, block)
-    assert once.startswith(readme) and once.count(ev.EVAL_START) == 1
-    assert ev.replace_between_markers(once, block) == once
-
-    edited = once + "\n## After\n\nMore.\n"
-    newer = ev.replace_between_markers(edited, ev.render_table(ROWS[:1]))
-    assert newer.startswith(readme) and newer.endswith("\n## After\n\nMore.\n")
-    assert "dl19" not in newer and newer.count(ev.EVAL_END) == 1
-    assert ev.replace_between_markers(newer, block) == edited
-
-
-def test_unbalanced_markers_are_refused() -> None:
-    with pytest.raises(ValueError, match="no"):
-        ev.replace_between_markers(f"x {ev.EVAL_START} y", "b")
-    with pytest.raises(ValueError, match="no"):
-        ev.replace_between_markers(f"x {ev.EVAL_END} y", "b")
-
-
-def test_update_readme_creates_and_rewrites(tmp_path: Path) -> None:
-    path = tmp_path / "README.md"
-    ev.update_readme(path, "first")
-    ev.update_readme(path, "second")
-    assert path.read_text() == f"{ev.EVAL_START}\nsecond\n{ev.EVAL_END}\n"
-
-
 # ---- on a real node ---------------------------------------------------------------------------
 
 
 @pytest.mark.integration
 def test_bm25_run_eval_on_a_scifact_slice(os_client, index_name, tiny_encoder, tmp_path) -> None:
-    from ingest.pipeline import RejectsFile, ingest
+    from ingest.pipeline import ingest_corpus
     from ingest.readers import read_records
 
-    stats = ingest(
-        read_records(SCIFACT / "corpus.jsonl", limit=200),
+    stats = ingest_corpus(
+        SCIFACT / "corpus.jsonl",
         client=os_client,
         index=index_name,
         encoder=tiny_encoder,
-        rejects=RejectsFile(tmp_path / "rejects.jsonl"),
+        limit=200,
+        rejects=tmp_path / "rejects.jsonl",
         progress=False,
     )
     assert stats.indexed == 200

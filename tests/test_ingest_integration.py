@@ -17,8 +17,9 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.errors import IndexMismatch
-from bridge.indexes import IndexSpec
-from ingest.pipeline import IndexOptions, RejectsFile, ensure_index, ingest
+from bridge.indexes import IndexOptions, IndexSpec, ensure_index
+from ingest.ledger import RejectsFile
+from ingest.pipeline import ingest
 from ingest.readers import Record, read_records
 from mappings import index_body
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from bridge import search as s
 from bridge.errors import BadInput
 from bridge.search import (
     Bm25,
@@ -17,18 +16,20 @@ from bridge.search import (
     Hybrid,
     Rerank,
     bm25_body,
+    bodies,
     cap_terms,
     check_query,
+    exact_score_body,
     from_similarity,
     ids_body,
     knn_body,
     linear,
     make_searcher,
-    rescore_body,
     rrf,
     similarities,
     source_filter,
     to_similarity,
+    transport,
 )
 from mappings import Similarity
 
@@ -117,7 +118,7 @@ class FakeSearcher:
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         self.asked.append(k)
-        return [[Hit(d, v, v, {"doc_id": d}) for d, v in self.ranking[:k]] for _ in queries]
+        return [[Hit(d, v, {"doc_id": d}) for d, v in self.ranking[:k]] for _ in queries]
 
 
 def test_hybrid_fuses_both_runs():
@@ -127,7 +128,9 @@ def test_hybrid_fuses_both_runs():
     hits = hybrid.search("q", k=2)
     assert sparse.asked == [3] and dense.asked == [3]
     assert [h.doc_id for h in hits] == ["c", "a"]
-    assert hits[0].score == pytest.approx(1 / 63 + 1 / 61) == hits[0].native_score
+    assert hits[0].score == pytest.approx(1 / 63 + 1 / 61)
+    assert (hits[0].bm25_score, hits[0].similarity) == (7.0, 0.9)  # the parts it was fused from
+    assert (hits[1].bm25_score, hits[1].similarity) == (9.0, None)
     assert hits[0].source == {"doc_id": "c"}
     linear_hits = Hybrid(sparse, dense, fusion="linear", weight=0.5).search("q", k=4)
     assert [h.doc_id for h in linear_hits] == ["a", "c", "b", "d"]
@@ -162,7 +165,7 @@ def test_make_searcher_rejects_unknown_mode_and_missing_encoder():
 
 def test_rerank_rejects_unknown_side():
     with pytest.raises(ValueError, match="server, client"):
-        Rerank(None, "idx", None, on="gpu")  # type: ignore[arg-type]
+        Rerank(None, "idx", None, rerank_on="gpu")  # type: ignore[arg-type]
 
 
 # ---- request bodies ----------------------------------------------------------------------------
@@ -206,8 +209,8 @@ def test_knn_body():
 @pytest.mark.parametrize(
     ("similarity", "space"), [("dot", "innerproduct"), ("cosine", "cosinesimil")]
 )
-def test_rescore_body_scores_exactly_the_given_ids(similarity, space):
-    body = rescore_body(np.ones(3, dtype=np.float32), ["d1", "d2"], 2, similarity=similarity)
+def test_exact_score_body_scores_exactly_the_given_ids(similarity, space):
+    body = exact_score_body(np.ones(3, dtype=np.float32), ["d1", "d2"], 2, similarity=similarity)
     script_score = body["query"]["script_score"]
     assert script_score["query"] == {"ids": {"values": ["d1", "d2"]}}
     assert script_score["script"] == {
@@ -226,7 +229,7 @@ def test_source_filter_never_returns_the_vector_unless_asked():
     assert source_filter(True, with_vector=True) is True
     assert source_filter(False, with_vector=True, vector_field="v") == {"includes": ["v"]}
     assert knn_body([1.0], 2, source=False)["_source"] is False
-    assert rescore_body([1.0], ["a"], 1, similarity="dot", source=False)["_source"] is False
+    assert exact_score_body([1.0], ["a"], 1, similarity="dot", source=False)["_source"] is False
     assert ids_body(["a", "b"], source=False) == {
         "size": 2,
         "query": {"ids": {"values": ["a", "b"]}},
@@ -288,14 +291,14 @@ def test_long_queries_are_analysed_and_capped_to_max_query_terms():
     short, long = (b["query"]["multi_match"] for b in client.bodies)
     assert short["query"] == "short (query) AND *" and "analyzer" not in short
     assert long["analyzer"] == "whitespace"
-    assert long["query"].split() == words[: s.MAX_QUERY_TERMS]
-    assert client.indices.analyzed == [long_query[: s.ANALYZE_MAX_CHARS]]
+    assert long["query"].split() == words[: bodies.MAX_QUERY_TERMS]
+    assert client.indices.analyzed == [long_query[: bodies.ANALYZE_MAX_CHARS]]
 
 
 def test_a_long_query_with_few_tokens_keeps_them_all():
     client = FakeClient()
     query = " ".join(["cell"] * 100)  # over RAW_QUERY_MAX_CHARS, under MAX_QUERY_TERMS tokens
-    assert len(query) > s.RAW_QUERY_MAX_CHARS
+    assert len(query) > bodies.RAW_QUERY_MAX_CHARS
     Bm25(client, "idx").search(query, k=5)
     assert client.bodies[0]["query"]["multi_match"]["query"] == query
 
@@ -314,15 +317,15 @@ def test_searchers_reject_empty_queries_and_bad_k():
 
 def test_the_clause_budget_fits_opensearch_default():
     # Two text fields, one clause per field and token: well inside max_clause_count (1024).
-    assert 2 * max(s.MAX_QUERY_TERMS, s.RAW_QUERY_MAX_CHARS) <= 1024 // 2
-    assert math.isfinite(s.ANALYZE_MAX_CHARS) and s.ANALYZE_MAX_CHARS < 10_000
+    assert 2 * max(bodies.MAX_QUERY_TERMS, bodies.RAW_QUERY_MAX_CHARS) <= 1024 // 2
+    assert math.isfinite(bodies.ANALYZE_MAX_CHARS) and bodies.ANALYZE_MAX_CHARS < 10_000
 
 
 def test_msearch_requests_stay_small():
     client = FakeClient()
     queries = [f"q{i}" for i in range(100)]
     assert Bm25(client, "idx").search_many(queries, k=10) == [[]] * 100
-    assert client.requests == [s.MSEARCH_CHUNK, 100 - s.MSEARCH_CHUNK]
+    assert client.requests == [transport.MSEARCH_CHUNK, 100 - transport.MSEARCH_CHUNK]
     client.requests.clear()
     Bm25(client, "idx", source=False).search_many(queries[:30], k=1000)
     assert client.requests == [10, 10, 10]

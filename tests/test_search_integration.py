@@ -180,8 +180,8 @@ def test_rerank_server_and_client_equal_offline_dot_products(
     index, enc = (dot_index, encoder) if space == "dot" else (cosine_index, cosine_encoder)
     chosen = queries[:8]
     query_vecs = enc.encode_queries(chosen)
-    server = Rerank(client, index, enc, candidates=CANDIDATES, on="server")
-    local = Rerank(client, index, enc, candidates=CANDIDATES, on="client")
+    server = Rerank(client, index, enc, candidates=CANDIDATES, rerank_on="server")
+    local = Rerank(client, index, enc, candidates=CANDIDATES, rerank_on="client")
     server_runs = server.search_many(chosen, k=CANDIDATES)
     client_runs = local.search_many(chosen, k=CANDIDATES)
     checked = 0
@@ -196,7 +196,8 @@ def test_rerank_server_and_client_equal_offline_dot_products(
             assert {h.doc_id for h in hits} == set(ids)
             assert_ranking(hits, expected)
             for hit in hits:
-                assert hit.native_score == pytest.approx(top[hit.doc_id], rel=1e-6)
+                assert hit.bm25_score == pytest.approx(top[hit.doc_id], rel=1e-6)
+                assert hit.similarity == hit.score  # rerank ranks by the similarity
                 assert "vector" not in hit.source and hit.source["doc_id"] == hit.doc_id
         checked += len(ids) > 0
         # top k is the head of the same ranking
@@ -206,15 +207,15 @@ def test_rerank_server_and_client_equal_offline_dot_products(
 
 def test_rerank_of_given_candidates_drops_unknown_ids(client, dot_index, encoder, vectors, queries):
     ids = list(vectors)[:40:3] + ["no-such-doc", "4983"]
-    server = Rerank(client, dot_index, encoder, on="server")
-    local = Rerank(client, dot_index, encoder, on="client")
+    server = Rerank(client, dot_index, encoder, rerank_on="server")
+    local = Rerank(client, dot_index, encoder, rerank_on="client")
     qvec = encoder.encode_queries([queries[0]])[0]
     known = [i for i in dict.fromkeys(ids) if i in vectors]
     expected = offline_ranking(known, exact(qvec, np.stack([vectors[i] for i in known]), "dot"))
     for searcher in (server, local):
         hits = searcher.rerank(queries[0], ids, k=100)
         assert_ranking(hits, expected)
-        assert all(h.native_score == pytest.approx(h.score + 1) for h in hits)  # scores > 0
+        assert all(h.bm25_score is None for h in hits)  # given candidates: no BM25 score
     many = server.rerank_many(queries[:3], [ids, [], ["no-such-doc"]], k=5)
     assert [h.doc_id for h in many[0]] == [d for d, _ in expected[:5]]
     assert many[1] == [] and many[2] == []
@@ -251,7 +252,6 @@ def test_knn_cosine_scores_are_cosines(client, cosine_index, cosine_encoder, vec
         np.testing.assert_allclose(
             [h.score for h in hits], exact(qvec, matrix, "cosine"), rtol=1e-4, atol=1e-6
         )
-        assert all(h.native_score == pytest.approx((1 + h.score) / 2) for h in hits)
 
 
 def test_knn_filter_is_applied(client, dot_index, encoder, vectors, queries):
@@ -281,14 +281,14 @@ def test_hybrid_rrf_equals_offline_rrf(client, dot_index, encoder, queries):
 
 def test_without_source_the_same_hits_come_back_bare(client, dot_index, encoder, queries):
     options = [("bm25", {}), ("knn", {}), ("hybrid", {})]
-    options += [("rerank", {"on": "server"}), ("rerank", {"on": "client"})]
+    options += [("rerank", {"rerank_on": "server"}), ("rerank", {"rerank_on": "client"})]
     for mode, extra in options:
         full = make_searcher(mode, client, dot_index, encoder, **extra).search(queries[2], k=7)
         bare = make_searcher(mode, client, dot_index, encoder, source=False, **extra)
         hits = bare.search(queries[2], k=7)
         assert [(h.doc_id, h.score) for h in hits] == [(h.doc_id, h.score) for h in full], mode
         assert all(h.source == {} for h in hits), mode
-    rerank = Rerank(client, dot_index, encoder, on="client", source=False)
+    rerank = Rerank(client, dot_index, encoder, rerank_on="client", source=False)
     assert all(h.source == {} for h in rerank.rerank(queries[2], ["4983", "5836"], k=2))
 
 
@@ -300,7 +300,7 @@ def all_searchers(client, dot_index, encoder) -> dict[str, object]:
     return {
         "bm25": make_searcher("bm25", client, dot_index),
         "rerank-server": make_searcher("rerank", client, dot_index, encoder, candidates=20),
-        "rerank-client": make_searcher("rerank", client, dot_index, encoder, on="client"),
+        "rerank-client": make_searcher("rerank", client, dot_index, encoder, rerank_on="client"),
         "knn": make_searcher("knn", client, dot_index, encoder),
         "hybrid": make_searcher("hybrid", client, dot_index, encoder, depth=20),
         "hybrid-linear": make_searcher("hybrid", client, dot_index, encoder, fusion="linear"),

@@ -1,0 +1,40 @@
+"""How hits are shown: a terminal table, or one JSON object per hit (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.search import Hit
+
+LABEL_WIDTH = 80
+
+
+def hits_table(hits: Sequence[Hit]) -> str:
+    """Rank, id, score, and the title (or the start of the text), one line per hit."""
+    if not hits:
+        return "No hits."
+    width = max(len("id"), *(len(hit.doc_id) for hit in hits))
+    lines = [f"{'rank':>4}  {'id':<{width}}  {'score':>10}  title or text"]
+    for rank, hit in enumerate(hits, 1):
+        label = " ".join(str(hit.source.get("title") or hit.source.get("text") or "").split())
+        if len(label) > LABEL_WIDTH:
+            label = label[: LABEL_WIDTH - 1] + "…"
+        lines.append(f"{rank:>4}  {hit.doc_id:<{width}}  {hit.score:>10.4f}  {label}")
+    return "\n".join(lines)
+
+
+def hits_json_lines(hits: Sequence[Hit]) -> Iterator[str]:
+    """One JSON object per hit: rank, doc_id, score, the score's parts, source."""
+    for rank, hit in enumerate(hits, 1):
+        record = {
+            "rank": rank,
+            "doc_id": hit.doc_id,
+            "score": hit.score,
+            "bm25_score": hit.bm25_score,
+            "similarity": hit.similarity,
+            "source": hit.source,
+        }
+        yield json.dumps(record, ensure_ascii=False)
