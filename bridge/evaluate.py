@@ -143,11 +143,12 @@ def min_relevant_grade(collection: str) -> int:
 
 
 def read_run(path: str | Path) -> Run:
-    """Read a TREC run (`qid Q0 docid rank score tag`); each query's documents in rank order."""
+    """Read a TREC run (`qid Q0 docid rank score tag`); each query's documents in the order
+    trec_eval reads them: by score, ties by doc id descending (the rank column is ignored)."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"No run file at {str(path)!r}.")
-    rows: dict[str, list[tuple[int, str, float]]] = {}
+    rows: dict[str, list[tuple[str, float]]] = {}
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             parts = line.split()
@@ -160,14 +161,19 @@ def read_run(path: str | Path) -> Run:
                 )
             qid, _, docid, rank, score, _tag = parts
             try:
-                rows.setdefault(qid, []).append((int(rank), docid, float(score)))
+                int(rank)  # checked, then ignored as trec_eval ignores it
+                rows.setdefault(qid, []).append((docid, float(score)))
             except ValueError:
                 raise BadInput(f"{path}:{line_no}: rank or score is not a number.") from None
     run: Run = {}
     for qid, entries in rows.items():
-        entries.sort(key=lambda e: e[0])  # stable: equal ranks keep file order
-        run[qid] = {docid: score for _, docid, score in entries}
+        run[qid] = dict(trec_order(entries))
     return run
+
+
+def trec_order(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Best first, equal scores by doc id descending: trec_eval's order, and dotbridge's."""
+    return sorted(scored, key=lambda item: (item[1], item[0]), reverse=True)
 
 
 def write_run(run: Mapping[str, Mapping[str, float]], path: str | Path, tag: str) -> Path:
@@ -225,11 +231,19 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean of each measure over the judged queries, by ir_measures; keys are measure names.
 
-    Queries of the run without judgments are ignored; judged queries without hits count as 0.
+    Each query's documents are scored in the order given. ir_measures' providers break equal
+    scores differently (pytrec_eval by doc id descending, its msmarco provider ascending), so
+    the run is handed over with strictly decreasing scores in that order: every measure sees
+    the ranking `search` returned. Queries of the run without judgments are ignored; judged
+    queries without hits count as 0.
     """
     parsed = [ir_measures.parse_measure(m) if isinstance(m, str) else m for m in measures]
     judged = {qid: dict(docs) for qid, docs in qrels.items()}
-    scored = {qid: dict(docs) for qid, docs in run.items() if qid in judged}
+    scored = {
+        qid: {doc_id: float(len(docs) - rank) for rank, doc_id in enumerate(docs)}
+        for qid, docs in run.items()
+        if qid in judged
+    }
     result = ir_measures.calc_aggregate(parsed, judged, scored)
     return {str(m): float(result[m]) for m in parsed}
 

@@ -76,7 +76,7 @@ def test_trec_run_round_trip(tmp_path: Path) -> None:
     assert [list(docs) for docs in back.values()] == [["b", "a", "c"], ["z"]]  # rank order kept
 
 
-def test_read_run_orders_by_rank_column(tmp_path: Path) -> None:
+def test_read_run_needs_six_fields(tmp_path: Path) -> None:
     path = tmp_path / "run.trec"
     path.write_text("q Q0 b 2 5.0 t\nq Q0 a 1 6.0 t\n")
     assert list(ev.read_run(path)["q"]) == ["a", "b"]
@@ -237,3 +237,21 @@ def test_bm25_run_eval_on_a_scifact_slice(os_client, index_name, tiny_encoder, t
     assert set(result.metrics) == {"nDCG@10", "RR@10", "R@100"}
     assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
     assert result.metrics["nDCG@10"] > 0
+
+
+def test_every_measure_scores_a_tied_run_in_the_order_given() -> None:
+    # pytrec_eval (nDCG) and ir_measures' msmarco provider (RR) break equal scores in opposite
+    # orders; the run must be scored as `search` returned it: here "a" at rank 2.
+    qrels = {"q": {"a": 1}}
+    run = {"q": {"b": 1.0, "a": 1.0, "c": 1.0}}
+    metrics = ev.evaluate(run, qrels, ["nDCG@10", "RR@10", "P@1", "P@2"])
+    assert metrics["RR@10"] == pytest.approx(0.5)
+    assert metrics["nDCG@10"] == pytest.approx(1 / math.log2(3))
+    assert (metrics["P@1"], metrics["P@2"]) == (0.0, 0.5)
+
+
+def test_run_files_are_read_in_trec_eval_order(tmp_path: Path) -> None:
+    path = tmp_path / "run.trec"
+    # The rank column disagrees with the scores; trec_eval ignores it, and so do we.
+    path.write_text("q Q0 a 1 1.0 t\nq Q0 b 2 3.0 t\nq Q0 d 3 1.0 t\nq Q0 c 4 2.0 t\n")
+    assert list(ev.read_run(path)["q"]) == ["b", "c", "d", "a"]

@@ -80,9 +80,9 @@ def test_rrf_sums_reciprocal_ranks():
     assert fused["d"] == pytest.approx(1 / 63)
 
 
-def test_rrf_orders_best_first_and_ties_by_id():
+def test_rrf_orders_best_first_and_ties_by_id_descending_as_trec_eval():
     fused = rrf([["x", "b"], ["a", "y"]], k=1)
-    assert [doc for doc, _ in fused] == ["a", "x", "b", "y"]
+    assert [doc for doc, _ in fused] == ["x", "a", "y", "b"]
     assert rrf([]) == []
 
 
@@ -133,7 +133,7 @@ def test_hybrid_fuses_both_runs():
     assert (hits[1].bm25_score, hits[1].similarity) == (9.0, None)
     assert hits[0].source == {"doc_id": "c"}
     linear_hits = Hybrid(sparse, dense, fusion="linear", weight=0.5).search("q", k=4)
-    assert [h.doc_id for h in linear_hits] == ["a", "c", "b", "d"]
+    assert [h.doc_id for h in linear_hits] == ["c", "a", "b", "d"]  # a and c tie at 0.5
 
 
 def test_hybrid_asks_for_at_least_k():
@@ -179,7 +179,7 @@ def test_bm25_body_is_a_multi_match_without_query_syntax():
     assert match["fields"] == ["title", "text"]
     assert "analyzer" not in match
     assert body["sort"][0] == {"_score": {"order": "desc"}}
-    assert body["sort"][1] == {"doc_id": {"order": "asc"}}
+    assert body["sort"][1] == {"doc_id": {"order": "desc"}}
     assert body["_source"] == {"excludes": ["vector"]}
     assert "query_string" not in json.dumps(body)
 

@@ -21,8 +21,9 @@ RAW_QUERY_MAX_CHARS = 256
 ANALYZE_MAX_CHARS = 8192
 MAX_QUERY_TERMS = 256
 
-# Equal scores are ordered by doc id, so that runs are reproducible and both re-ranking paths agree.
-SORT = [{"_score": {"order": "desc"}}, {"doc_id": {"order": "asc"}}]
+# Equal scores are ordered by doc id, descending as trec_eval orders them: runs are reproducible,
+# both re-ranking paths agree, and a run file means to trec_eval what `search` returned.
+SORT = [{"_score": {"order": "desc"}}, {"doc_id": {"order": "desc"}}]
 
 
 def check_query(query: str) -> str:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 def rrf(runs: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
     """Reciprocal rank fusion: sum of 1 / (k + rank) over the runs, rank counted from 1.
 
-    Best first; equal scores by doc id. Each run is read as its distinct docs in order (a repeat
-    counts once, at its first place).
+    Best first; equal scores by doc id descending. Each run is read as its distinct docs in
+    order (a repeat counts once, at its first place).
     """
     if k < 0:
         raise ValueError(f"rrf k must be 0 or more, got {k}")
@@ -56,8 +56,8 @@ def min_max(run: Sequence[tuple[str, float]]) -> dict[str, float]:
 
 
 def ranked(scores: dict[str, float]) -> list[tuple[str, float]]:
-    """Best first; equal scores by doc id."""
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    """Best first; equal scores by doc id descending, as trec_eval reads a run."""
+    return sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
 
 
 def check_weight(weight: float) -> None:

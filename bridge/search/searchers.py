@@ -223,7 +223,7 @@ class Rerank(BatchSearcher):
             )
             for h, v in zip(hits, values, strict=True)
         ]
-        scored.sort(key=lambda h: (-h.score, h.doc_id))
+        scored.sort(key=lambda h: (h.score, h.doc_id), reverse=True)  # as bodies.SORT
         return scored
 
 
