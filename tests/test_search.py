@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,16 +10,13 @@ import pytest
 
 from bridge.errors import BadInput
 from bridge.search import (
-    Bm25,
     Hit,
     Hybrid,
     Rerank,
     bm25_body,
-    bodies,
     cap_terms,
     check_query,
     exact_score_body,
-    from_similarity,
     ids_body,
     knn_body,
     linear,
@@ -29,29 +25,9 @@ from bridge.search import (
     similarities,
     source_filter,
     to_similarity,
-    transport,
 )
-from mappings import Similarity
 
 # ---- score conversion --------------------------------------------------------------------------
-
-
-def _opensearch_innerproduct(d: float) -> float:
-    """What OpenSearch's lucene engine reports for a dot product d (see ../shared/OPENSEARCH.md)."""
-    return d + 1 if d > 0 else 1 / (1 - d)
-
-
-@pytest.mark.parametrize("d", [-1e4, -37.5, -1.0, -1e-6, 0.0, 1e-6, 0.5, 1.0, 31.99, 1e4])
-def test_to_similarity_inverts_innerproduct_scores(d):
-    assert to_similarity(_opensearch_innerproduct(d), "dot") == pytest.approx(d, rel=1e-9, abs=1e-9)
-    assert from_similarity(d, Similarity.DOT) == pytest.approx(_opensearch_innerproduct(d))
-
-
-@pytest.mark.parametrize("cos", [-1.0, -0.3, 0.0, 0.25, 0.999, 1.0])
-def test_to_similarity_inverts_cosine_scores(cos):
-    # OpenSearch 3.5 reports (1 + cos) / 2 for cosinesimil, from the knn query and the script.
-    assert to_similarity((1 + cos) / 2, "cosine") == pytest.approx(cos)
-    assert from_similarity(cos, "cosine") == pytest.approx((1 + cos) / 2)
 
 
 def test_to_similarity_rejects_unknown_similarity():
@@ -253,80 +229,3 @@ def test_check_query_keeps_the_query():
 def test_cap_terms_keeps_short_queries_and_dedupes_long_ones():
     assert cap_terms(["a", "b", "a"], limit=3) == ["a", "b", "a"]
     assert cap_terms(["a", "b", "a", "c", "b", "d"], limit=3) == ["a", "b", "c"]
-
-
-class FakeIndices:
-    def __init__(self) -> None:
-        self.analyzed: list[str] = []
-
-    def exists(self, index: str) -> bool:
-        return True
-
-    def analyze(self, index: str, body: dict) -> dict:
-        self.analyzed.append(body["text"])
-        return {"tokens": [{"token": t.lower()} for t in body["text"].split()]}
-
-
-class FakeClient:
-    """Answers _msearch with no hits and _analyze with whitespace tokens; keeps the bodies."""
-
-    def __init__(self) -> None:
-        self.indices = FakeIndices()
-        self.bodies: list[dict] = []
-        self.requests: list[int] = []
-
-    def msearch(self, body: list[dict]) -> dict:
-        searches = body[1::2]
-        self.bodies += searches
-        self.requests.append(len(searches))
-        return {"responses": [{"hits": {"hits": []}, "status": 200} for _ in searches]}
-
-
-def test_long_queries_are_analysed_and_capped_to_max_query_terms():
-    client = FakeClient()
-    words = [f"w{i}" for i in range(2000)]
-    long_query = " ".join(words + words)
-    assert len(long_query) > 10_000
-    Bm25(client, "idx").search_many(["short (query) AND *", long_query], k=5)
-    short, long = (b["query"]["multi_match"] for b in client.bodies)
-    assert short["query"] == "short (query) AND *" and "analyzer" not in short
-    assert long["analyzer"] == "whitespace"
-    assert long["query"].split() == words[: bodies.MAX_QUERY_TERMS]
-    assert client.indices.analyzed == [long_query[: bodies.ANALYZE_MAX_CHARS]]
-
-
-def test_a_long_query_with_few_tokens_keeps_them_all():
-    client = FakeClient()
-    query = " ".join(["cell"] * 100)  # over RAW_QUERY_MAX_CHARS, under MAX_QUERY_TERMS tokens
-    assert len(query) > bodies.RAW_QUERY_MAX_CHARS
-    Bm25(client, "idx").search(query, k=5)
-    assert client.bodies[0]["query"]["multi_match"]["query"] == query
-
-
-def test_searchers_reject_empty_queries_and_bad_k():
-    searcher = Bm25(FakeClient(), "idx")
-    with pytest.raises(BadInput, match="empty"):
-        searcher.search("  ")
-    with pytest.raises(BadInput, match="Query 2 of 2"):
-        searcher.search_many(["ok", ""])
-    with pytest.raises(ValueError, match="k must be"):
-        searcher.search("ok", k=0)
-    with pytest.raises(TypeError):
-        searcher.search_many("not a list")
-
-
-def test_the_clause_budget_fits_opensearch_default():
-    # Two text fields, one clause per field and token: well inside max_clause_count (1024).
-    assert 2 * max(bodies.MAX_QUERY_TERMS, bodies.RAW_QUERY_MAX_CHARS) <= 1024 // 2
-    assert math.isfinite(bodies.ANALYZE_MAX_CHARS) and bodies.ANALYZE_MAX_CHARS < 10_000
-
-
-def test_msearch_requests_stay_small():
-    client = FakeClient()
-    queries = [f"q{i}" for i in range(100)]
-    assert Bm25(client, "idx").search_many(queries, k=10) == [[]] * 100
-    assert client.requests == [transport.MSEARCH_CHUNK, 100 - transport.MSEARCH_CHUNK]
-    client.requests.clear()
-    Bm25(client, "idx", source=False).search_many(queries[:30], k=1000)
-    assert client.requests == [10, 10, 10]
-    assert client.bodies[-1]["_source"] is False

@@ -121,7 +121,8 @@ def cosine_index(client, cosine_encoder, corpus, vectors) -> Iterator[str]:
 
 
 def bm25_top(client: OpenSearch, index: str, query: str, n: int) -> dict[str, float]:
-    """The global BM25 top-n by a plain search, best first (ties by doc id)."""
+    """The global BM25 top-n by a plain search with the whole index's term statistics (DFS),
+    best first, ties by doc id descending."""
     body = {
         "size": n,
         "_source": False,
@@ -133,9 +134,9 @@ def bm25_top(client: OpenSearch, index: str, query: str, n: int) -> dict[str, fl
                 "tie_breaker": 0.5,
             }
         },
-        "sort": ["_score", {"doc_id": "asc"}],
+        "sort": ["_score", {"doc_id": "desc"}],
     }
-    hits = client.search(index=index, body=body)["hits"]["hits"]
+    hits = client.search(index=index, body=body, search_type="dfs_query_then_fetch")["hits"]["hits"]
     return {h["_id"]: h["_score"] for h in hits}
 
 
@@ -149,7 +150,9 @@ def exact(query_vec: np.ndarray, doc_vecs: np.ndarray, similarity: str) -> np.nd
 
 
 def offline_ranking(ids: Sequence[str], scores: np.ndarray) -> list[tuple[str, float]]:
-    return sorted(zip(ids, map(float, scores), strict=True), key=lambda p: (-p[1], p[0]))
+    return sorted(
+        zip(ids, map(float, scores), strict=True), key=lambda p: (p[1], p[0]), reverse=True
+    )
 
 
 def assert_ranking(hits, expected: list[tuple[str, float]]) -> None:
@@ -273,7 +276,7 @@ def test_hybrid_rrf_equals_offline_rrf(client, dot_index, encoder, queries):
         for run in (bm25.search(query, k=30), knn.search(query, k=30)):
             for rank, hit in enumerate(run, start=1):
                 scores[hit.doc_id] = scores.get(hit.doc_id, 0.0) + 1 / (60 + rank)
-        expected = sorted(scores.items(), key=lambda p: (-p[1], p[0]))[:20]
+        expected = sorted(scores.items(), key=lambda p: (p[1], p[0]), reverse=True)[:20]
         assert [h.doc_id for h in fused] == [d for d, _ in expected]
         assert [h.score for h in fused] == pytest.approx([v for _, v in expected], rel=1e-12)
         assert all(h.source["doc_id"] == h.doc_id for h in fused)
@@ -408,3 +411,135 @@ def test_cli_reports_bad_input(opensearch_settings, dot_index):
     result = runner.invoke(main, ["search", "cells", "--index", missing, "--mode", "bm25"], env=env)
     assert result.exit_code == 1
     assert "dotbridge ingest" in result.output
+
+
+# ---- shards, scores and the product's own semantics ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def single_shard_index(client, encoder, corpus, vectors) -> Iterator[str]:
+    yield from _build_index(client, encoder, corpus, vectors, shards=1)
+
+
+def test_one_and_three_shards_give_the_same_bm25_top_100_and_rerank(
+    client, dot_index, single_shard_index, encoder, queries
+):
+    # BM25 with each shard's own term statistics would rank differently on 3 shards.
+    for query in queries[:12]:
+        one = Bm25(client, single_shard_index).search(query, k=100)
+        three = Bm25(client, dot_index).search(query, k=100)
+        assert [h.doc_id for h in three] == [h.doc_id for h in one]
+        np.testing.assert_allclose([h.score for h in three], [h.score for h in one], rtol=1e-6)
+        for side in ("server", "client"):
+            single = Rerank(client, single_shard_index, encoder, rerank_on=side).search(query, k=20)
+            sharded = Rerank(client, dot_index, encoder, rerank_on=side).search(query, k=20)
+            assert [h.doc_id for h in sharded] == [h.doc_id for h in single]
+
+
+def test_searchers_reject_empty_queries_and_bad_k(client, dot_index):
+    searcher = Bm25(client, dot_index)
+    with pytest.raises(BadInput, match="empty"):
+        searcher.search("  ")
+    with pytest.raises(BadInput, match="Query 2 of 2"):
+        searcher.search_many(["ok", ""])
+    with pytest.raises(ValueError, match="k must be"):
+        searcher.search("ok", k=0)
+    with pytest.raises(TypeError):
+        searcher.search_many("not a list")
+
+
+def test_many_queries_in_one_call_equal_one_at_a_time(client, dot_index, encoder, queries):
+    # search_many splits its _msearch requests; the split must not change any result.
+    batched = Bm25(client, dot_index, source=False).search_many(queries, k=50)
+    for query, hits in zip(queries[::9], batched[::9], strict=True):
+        alone = Bm25(client, dot_index, source=False).search(query, k=50)
+        assert [(h.doc_id, h.score) for h in hits] == [(h.doc_id, h.score) for h in alone]
+    deep = Knn(client, dot_index, encoder, source=False).search_many(queries[:30], k=1000)
+    assert [len(hits) for hits in deep] == [1000] * 30
+
+
+def test_a_long_query_with_few_distinct_tokens_is_searched_as_typed(client, dot_index):
+    query = " ".join(["cell"] * 100)  # longer than RAW_QUERY_MAX_CHARS, few tokens
+    hits = Bm25(client, dot_index, source=False).search(query, k=10)
+    body = {"size": 10, "query": mappings_free_match(query), "sort": ["_score", {"doc_id": "desc"}]}
+    plain = client.search(index=dot_index, body=body, search_type="dfs_query_then_fetch")
+    assert [(h.doc_id, h.score) for h in hits] == [
+        (h["_id"], h["_score"]) for h in plain["hits"]["hits"]
+    ]
+
+
+def mappings_free_match(text: str) -> dict:
+    return {
+        "multi_match": {
+            "query": text,
+            "fields": ["title", "text"],
+            "type": "best_fields",
+            "tie_breaker": 0.5,
+        }
+    }
+
+
+def test_negative_and_positive_dot_products_come_back_exact(client, index_name):
+    """Through the real node: the k-NN query and the knn_score script report inner products
+    in OpenSearch's convention, and to_similarity turns both back into the dot product."""
+    from bridge.search import exact_score_body, knn_body, to_similarity
+
+    rng = np.random.default_rng(11)
+    docs = rng.normal(size=(60, 16)).astype(np.float32) * 3
+    query = rng.normal(size=16).astype(np.float32)
+    dots = docs.astype(np.float64) @ query.astype(np.float64)
+    assert (dots < -1).sum() > 10 and (dots > 1).sum() > 10  # both branches of the convention
+    body = mappings.index_body(dimension=16, similarity="dot", meta={})
+    client.indices.create(index=index_name, body=body)
+    bulk(
+        client,
+        (
+            {"_index": index_name, "_id": f"d{i}", "doc_id": f"d{i}", "text": "x", "vector": v}
+            for i, v in enumerate(docs.tolist())
+        ),
+        refresh=True,
+    )
+    truth = {f"d{i}": d for i, d in enumerate(dots)}
+    for request in (
+        knn_body(query, 60),
+        exact_score_body(query, list(truth), 60, similarity="dot"),
+    ):
+        hits = client.search(index=index_name, body=request)["hits"]["hits"]
+        assert len(hits) == 60
+        got = [to_similarity(h["_score"], "dot") for h in hits]
+        np.testing.assert_allclose(got, [truth[h["_id"]] for h in hits], rtol=1e-5, atol=1e-5)
+        assert got == sorted(got, reverse=True)
+
+
+def test_the_seed_semantics_cls_vector_raw_dot_product(client, minilm_dir, corpus, queries):
+    """The product's default: CLS pooling, no normalisation, raw dot product, innerproduct space
+    (here on MiniLM's weights, the seed itself cannot be downloaded). k-NN and re-ranking on the
+    server equal numpy dot products of the CLS vectors."""
+    seed_like = Encoder(
+        minilm_dir, pooling="cls", normalize=False, passage_max_length=64, device="cpu"
+    )
+    assert (seed_like.pooling, seed_like.normalize, seed_like.similarity.value) == (
+        "cls",
+        False,
+        "dot",
+    )
+    docs = corpus[:300]
+    texts = [f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in docs]
+    vecs = dict(zip([d["_id"] for d in docs], seed_like.encode_passages(texts), strict=True))
+    building = _build_index(client, seed_like, docs, vecs, shards=2)
+    index = next(building)  # deleted when `building` is closed
+    try:
+        mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+        assert mapping["properties"]["vector"]["space_type"] == "innerproduct"
+        ids = list(vecs)
+        matrix = np.stack([vecs[i] for i in ids])
+        for query, qvec in zip(queries[:5], seed_like.encode_queries(queries[:5]), strict=True):
+            expected = offline_ranking(ids, exact(qvec, matrix, "dot"))
+            assert_ranking(
+                Knn(client, index, seed_like, ef_search=300).search(query, 10), expected[:10]
+            )
+            top = bm25_top(client, index, query, 50)
+            want = offline_ranking(list(top), exact(qvec, np.stack([vecs[i] for i in top]), "dot"))
+            assert_ranking(Rerank(client, index, seed_like, candidates=50).search(query, 50), want)
+    finally:
+        building.close()

@@ -20,7 +20,13 @@ from bridge.indexes import IndexSpec, check_compatible, read_spec
 from bridge.search.bodies import bm25_body, check_query, exact_score_body, ids_body, knn_body
 from bridge.search.fusion import check_weight, linear, rrf
 from bridge.search.scores import similarities, to_similarity
-from bridge.search.transport import bm25_texts, check_exists, missing_index, msearch
+from bridge.search.transport import (
+    bm25_search_type,
+    bm25_texts,
+    check_exists,
+    missing_index,
+    msearch,
+)
 from mappings import Similarity
 
 if TYPE_CHECKING:
@@ -72,6 +78,7 @@ class Bm25(BatchSearcher):
         self.index = index
         self.filter = filter
         self.source = source
+        self.search_type = bm25_search_type(client, index)
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         check_queries(queries)
@@ -80,9 +87,10 @@ class Bm25(BatchSearcher):
             bm25_body(text, k, analyzer=analyzer, filter=self.filter, source=self.source)
             for text, analyzer in bm25_texts(self.client, self.index, queries)
         ]
+        types = [self.search_type] * len(bodies)
         return [
             [Hit(h["_id"], h["_score"], h.get("_source", {}), bm25_score=h["_score"]) for h in resp]
-            for resp in msearch(self.client, self.index, bodies)
+            for resp in msearch(self.client, self.index, bodies, search_types=types)
         ]
 
 
@@ -118,6 +126,7 @@ class Rerank(BatchSearcher):
         self.rerank_on = rerank_on
         self.filter = filter
         self.source = source
+        self.search_type = bm25_search_type(client, index)
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         check_queries(queries)
@@ -135,7 +144,8 @@ class Rerank(BatchSearcher):
             )
             for text, analyzer in bm25_texts(self.client, self.index, queries)
         ]
-        responses = msearch(self.client, self.index, bodies, vectors=on_client)
+        types = [self.search_type] * len(bodies)
+        responses = msearch(self.client, self.index, bodies, vectors=on_client, search_types=types)
         vectors = self.encoder.encode_queries(list(queries))
         if on_client:
             pairs = zip(vectors, responses, strict=True)

@@ -26,23 +26,69 @@ class SearchFailed(DotbridgeError):
     """OpenSearch refused or failed a search request."""
 
 
+DFS = "dfs_query_then_fetch"
+
+
 def msearch(
-    client: OpenSearch, index: str, bodies: Sequence[dict], *, vectors: bool = False
+    client: OpenSearch,
+    index: str,
+    bodies: Sequence[dict],
+    *,
+    vectors: bool = False,
+    search_types: Sequence[str | None] | None = None,
 ) -> list[list[dict]]:
-    """The hits of each body, in order, through as few _msearch requests as the limits allow."""
+    """The hits of each body, in order, through as few _msearch requests as the limits allow.
+
+    `search_types` gives each body its `search_type` (DFS for BM25 over several shards). A
+    search that failed on any shard or timed out raises: partial results are never returned.
+    """
     out: list[list[dict]] = []
+    types = list(search_types) if search_types is not None else [None] * len(bodies)
     budget = VECTOR_HITS_PER_MSEARCH if vectors else HITS_PER_MSEARCH
     largest = max((int(body.get("size", 10)) for body in bodies), default=1)
     chunk = max(1, min(MSEARCH_CHUNK, budget // max(largest, 1)))
     for start in range(0, len(bodies), chunk):
         lines: list[dict] = []
-        for body in bodies[start : start + chunk]:
-            lines += [{"index": index}, body]
+        for offset, body in enumerate(bodies[start : start + chunk], start):
+            header: dict[str, str] = {"index": index}
+            if types[offset]:
+                header["search_type"] = types[offset]
+            lines += [header, body]
         for resp in client.msearch(body=lines)["responses"]:
-            if "error" in resp:
-                raise search_error(index, resp["error"])
+            check_response(index, resp)
             out.append(resp["hits"]["hits"])
     return out
+
+
+def check_response(index: str, resp: dict) -> None:
+    """Raise for a failed search, one that failed on some shards, or one that timed out."""
+    if "error" in resp:
+        raise search_error(index, resp["error"])
+    shards = resp.get("_shards") or {}
+    if shards.get("failed"):
+        failures = shards.get("failures") or [{}]
+        reason = error_reason(failures[0].get("reason") or failures[0])
+        raise SearchFailed(
+            f"The search on index {index!r} failed on {shards['failed']} of "
+            f"{shards.get('total')} shards ({reason}); its results would be partial: check the "
+            "cluster's health (`dotbridge opensearch status`) and try again."
+        )
+    if resp.get("timed_out"):
+        raise SearchFailed(
+            f"The search on index {index!r} timed out on the cluster; its results would be "
+            "partial: try again, or ask for fewer hits."
+        )
+
+
+def bm25_search_type(client: OpenSearch, index: str) -> str | None:
+    """DFS when the index (or the indexes behind an alias) has several shards, else None.
+
+    BM25 on several shards with the default query_then_fetch scores with each shard's own term
+    statistics, so the global top-N would depend on the shard count; DFS uses the whole index's.
+    """
+    settings = client.indices.get_settings(index=index, name="index.number_of_shards")
+    shards = sum(int(body["settings"]["index"]["number_of_shards"]) for body in settings.values())
+    return DFS if shards > 1 else None
 
 
 def bm25_texts(
