@@ -23,13 +23,14 @@ from bridge.config import (
     RERANK_SIDES,
     SEED_MODEL,
     ConnectionSettings,
+    ModelSettings,
 )
-from bridge.errors import BadInput, RejectedRecords
+from bridge.errors import RejectedRecords
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES, Similarity
 
 if TYPE_CHECKING:
-    from bridge.encoder import Encoder
+    pass
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,13 +86,12 @@ def main(verbose: int) -> None:
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Which encoder to use; the same flags on every command that encodes."""
+    """Which encoder to use; the same flags on every command that encodes (`model_settings`)."""
 
     @click.option(
         "--model",
-        default=SEED_MODEL,
-        show_default=True,
-        help="Hugging Face model id or local directory.",
+        help="Hugging Face model id or local directory. Default: the model the index was built "
+        f"with (search, eval); {SEED_MODEL} (ingest).",
     )
     @click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
     @click.option(
@@ -117,28 +117,16 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(
         *args: Any, model, pooling, normalize, similarity, device, dtype, batch_size, **kwargs: Any
     ) -> Any:
-        def load() -> Encoder:
-            from transformers.utils import logging as hf_logging
-
-            from bridge.encoder import Encoder, ModelLoadError
-
-            if not logging.getLogger().isEnabledFor(logging.DEBUG):
-                hf_logging.disable_progress_bar()
-
-            try:
-                return Encoder(
-                    model,
-                    pooling=pooling,
-                    normalize=normalize,
-                    similarity=similarity,
-                    device=device,
-                    dtype=dtype,
-                    batch_size=batch_size,
-                )
-            except ModelLoadError as exc:
-                raise BadInput(str(exc)) from exc
-
-        return func(*args, load_encoder=load, **kwargs)
+        settings = ModelSettings(
+            model=model,
+            pooling=pooling,
+            normalize=normalize,
+            similarity=similarity,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
+        return func(*args, model_settings=settings, **kwargs)
 
     return wrapper
 
@@ -226,7 +214,7 @@ def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def ingest(
     corpus: str,
     index: str,
-    load_encoder: Callable[[], Encoder],
+    model_settings: ModelSettings,
     settings: ConnectionSettings,
     fmt: str,
     id_field: str,
@@ -259,7 +247,7 @@ def ingest(
         corpus,
         client=client,
         index=index,
-        encoder=load_encoder(),
+        encoder=model_settings.load(),
         fmt=fmt,
         fields=Fields(id=id_field, text=text_field, title=title_field or None),
         shard=shard,
@@ -388,7 +376,7 @@ def eval_(
     split: str,
     search_options: dict[str, Any],
     progress: bool | None,
-    load_encoder: Callable[[], Encoder],
+    model_settings: ModelSettings,
     settings: ConnectionSettings,
 ) -> None:
     """Search the judged queries of a BEIR-format collection and print nDCG@10, MRR@10, recall."""
@@ -399,7 +387,7 @@ def eval_(
         dataset_dir,
         mode=mode,
         connect=lambda: connect(settings),
-        load_encoder=load_encoder,
+        model=model_settings,
         index=index,
         run_file=run_file,
         k=k,
@@ -551,17 +539,18 @@ def search(
     k: int,
     search_options: dict[str, Any],
     as_json: bool,
-    load_encoder: Callable[[], Encoder],
+    model_settings: ModelSettings,
     settings: ConnectionSettings,
 ) -> None:
     """Search an index for QUERY and print the top k hits (rank, id, score, title or text)."""
     from bridge.client import connect
+    from bridge.indexes import encoder_for_index
     from bridge.render import hits_json_lines, hits_table
     from bridge.search import check_query, make_searcher
 
     check_query(query)  # before a model is loaded
     client = connect(settings)
-    encoder = None if mode == "bm25" else load_encoder()
+    encoder = None if mode == "bm25" else encoder_for_index(client, index, model_settings)
     searcher = make_searcher(mode, client, index, encoder=encoder, **search_options)
     hits = searcher.search(query, k=k)
     if as_json:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.encoder import Encoder
+    from bridge.indexes import IndexSpec
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "http://127.0.0.1:9200"
@@ -47,6 +52,55 @@ class ConnectionSettings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """Which encoder to load. `model` None means: the model an index recorded, else the seed.
+
+    pooling, normalize and similarity left None come from the index's record (when loading
+    its model) or from the model itself.
+    """
+
+    model: str | None = None
+    pooling: str | None = None
+    normalize: bool | None = None
+    similarity: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 64
+
+    def load(self, recorded: IndexSpec | None = None, *, index: str | None = None) -> Encoder:
+        """The encoder named here, else the one `recorded` describes (an index's `_meta`)."""
+        from bridge.encoder import Encoder, ModelLoadError
+        from bridge.errors import BadInput
+
+        use_record = self.model is None and recorded is not None
+        model = self.model or (recorded.model if recorded is not None else SEED_MODEL)
+        pooling, normalize, similarity = self.pooling, self.normalize, self.similarity
+        if use_record:
+            assert recorded is not None
+            pooling = pooling or recorded.pooling
+            normalize = recorded.normalize if normalize is None else normalize
+            similarity = similarity or recorded.similarity.value
+        try:
+            return Encoder(
+                model,
+                pooling=pooling,
+                normalize=normalize,
+                similarity=similarity,
+                device=self.device,
+                dtype=self.dtype,
+                batch_size=self.batch_size,
+            )
+        except ModelLoadError as exc:
+            if use_record:
+                raise BadInput(
+                    f"Index {index!r} was built by {recorded.describe()}, which cannot be "
+                    f"loaded here ({str(exc).split(':')[0]}): pass --model with a local copy "
+                    "of it."
+                ) from exc
+            raise BadInput(str(exc)) from exc
 
 
 # ---- choices: defined once here, used by the library and offered by the CLI -----------------

@@ -25,7 +25,7 @@ from bridge.errors import BadInput
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
-    from bridge.encoder import Encoder
+    from bridge.config import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def evaluate_dataset(
     *,
     mode: str,
     connect: Callable[[], OpenSearch],
-    load_encoder: Callable[[], Encoder],
+    model: ModelSettings,
     index: str | None = None,
     run_file: str | Path | None = None,
     k: int = 1000,
@@ -331,7 +331,8 @@ def evaluate_dataset(
     """What `dotbridge eval` does: search (or re-rank `run_file`, or score it as it is in bm25
     mode) the judged queries of one split; returns the split and its metrics.
 
-    The cluster and the model are reached through the callables, only when the mode needs them.
+    The cluster is reached through `connect` and the model loaded only when the mode needs
+    them; without `model.model`, the model the index recorded is used.
     """
     data = load_split(dataset_dir, split)
     if run_file is not None and mode == "bm25":
@@ -342,10 +343,11 @@ def evaluate_dataset(
         raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
     if index is None:
         raise BadInput(f"--mode {mode} searches an index: give its name with --index.")
+    from bridge.indexes import encoder_for_index
     from bridge.search import make_searcher
 
     client = connect()
-    encoder = None if mode == "bm25" else load_encoder()
+    encoder = None if mode == "bm25" else encoder_for_index(client, index, model)
     # Runs need ids and scores only: leave the documents on the server.
     searcher = make_searcher(
         mode, client, index, encoder=encoder, source=False, **(search_options or {})

@@ -17,6 +17,7 @@ from bridge.errors import BadInput, IndexMismatch, error_reason
 from mappings import VECTOR_FIELD, Similarity
 
 if TYPE_CHECKING:
+    from bridge.config import ModelSettings
     from bridge.encoder import Encoder
 
 META_KEY = "dotbridge"
@@ -48,6 +49,12 @@ class IndexSpec:
             dimension=encoder.dim,
             weights_sha256=encoder.fingerprint,
         )
+
+    def describe(self) -> str:
+        """`MODEL (cls pooling, dot, weights sha256 1234abcd5678)`, for messages."""
+        weights = f", weights sha256 {self.weights_sha256[:12]}" if self.weights_sha256 else ""
+        normalised = ", normalised" if self.normalize else ""
+        return f"{self.model} ({self.pooling} pooling{normalised}, {self.similarity}{weights})"
 
     def meta(self) -> dict[str, Any]:
         return {META_KEY: {**asdict(self), "similarity": self.similarity.value}}
@@ -88,24 +95,55 @@ def read_spec(client: OpenSearch, index: str) -> IndexSpec | None:
     return spec
 
 
-def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
-    """Raise IndexMismatch naming every setting in which the index and the encoder differ."""
-    same_weights = stored.weights_sha256 is not None and (
-        stored.weights_sha256 == wanted.weights_sha256
+def missing_index(index: str) -> BadInput:
+    return BadInput(
+        f"Index {index!r} does not exist: build it first with `dotbridge ingest` "
+        f"(--index {index}), or pass the --index of an existing one."
     )
-    # The same weights under another path or id are the same model.
-    fields = ("pooling", "normalize", "similarity", "dimension")
-    if not same_weights:
-        fields = ("model", *fields)
+
+
+def encoder_for_index(client: OpenSearch, index: str, settings: ModelSettings) -> Encoder:
+    """The encoder to query `index` with: the model its `_meta` records, unless `settings`
+    names one, which must then be that model (same weights, pooling and similarity)."""
+    stored = read_spec(client, index)
+    if stored is None:
+        raise missing_index(index)
+    encoder = settings.load(stored, index=index)
+    check_compatible(index, stored, IndexSpec.of(encoder))
+    return encoder
+
+
+def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
+    """Raise IndexMismatch naming every setting in which the index and the encoder differ.
+
+    The weights decide which model it is: the same SHA-256 under another path or id is the same
+    model, and other weights are another model even under the same name (retrained weights saved
+    to the same directory, a hub id whose revision moved). An index that recorded no hash is
+    matched by model name.
+    """
     diffs = [
         f"{name} {getattr(stored, name)!s} (index) vs {getattr(wanted, name)!s} (encoder)"
-        for name in fields
+        for name in ("pooling", "normalize", "similarity", "dimension")
         if getattr(stored, name) != getattr(wanted, name)
     ]
+    if stored.weights_sha256 is None:
+        if stored.model != wanted.model:
+            diffs.insert(0, f"model {stored.model} (index) vs {wanted.model} (encoder)")
+    elif wanted.weights_sha256 is None:
+        diffs.insert(0, f"the encoder's weights ({wanted.model}) cannot be checked against them")
+    elif stored.weights_sha256 != wanted.weights_sha256:
+        if stored.model == wanted.model:
+            diffs.insert(
+                0,
+                f"the weights now at {wanted.model} (sha256 {wanted.weights_sha256[:12]}) are "
+                "not the ones that made the index (retrained, or another revision)",
+            )
+        else:
+            diffs.insert(0, f"model {stored.model} (index) vs {wanted.model} (encoder)")
     if diffs:
         raise IndexMismatch(
-            f"Index {index!r} was built with another model setting: {'; '.join(diffs)}. "
-            f"Use --model {stored.model} (with the same pooling/similarity), or another --index."
+            f"Index {index!r} was built by {stored.describe()}: {'; '.join(diffs)}. "
+            f"Use that model (--model with a copy of those weights), or another --index."
         )
 
 

@@ -7,6 +7,8 @@ import os
 # huggingface_hub reads the flag once, at import: set it before anything imports it, so a
 # test that misses a local file fails at once instead of retrying the network for ~30 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# As `dotbridge` does before transformers loads: no "Loading weights" bars in CLI output.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from pathlib import Path  # noqa: E402
 

@@ -16,7 +16,7 @@ from opensearchpy import OpenSearch
 
 from bridge.config import FUSIONS, MAX_RESULTS, MODES, RERANK_SIDES
 from bridge.errors import BadInput
-from bridge.indexes import IndexSpec, check_compatible, read_spec
+from bridge.indexes import IndexSpec, check_compatible, missing_index, read_spec
 from bridge.search.bodies import bm25_body, check_query, exact_score_body, ids_body, knn_body
 from bridge.search.fusion import check_weight, linear, rrf
 from bridge.search.scores import similarities, to_similarity
@@ -24,7 +24,6 @@ from bridge.search.transport import (
     bm25_search_type,
     bm25_texts,
     check_exists,
-    missing_index,
     msearch,
 )
 from mappings import Similarity

@@ -8,7 +8,8 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from bridge.errors import BadInput, DotbridgeError, error_reason
+from bridge.errors import DotbridgeError, error_reason
+from bridge.indexes import missing_index
 from bridge.search.bodies import ANALYZE_MAX_CHARS, RAW_QUERY_MAX_CHARS, cap_terms
 from mappings import TEXT_FIELDS
 
@@ -118,13 +119,6 @@ def search_error(index: str, error: Any) -> DotbridgeError:
     if kind == "index_not_found_exception":
         return missing_index(index)
     return SearchFailed(f"OpenSearch failed a search on index {index!r}: {error_reason(error)}.")
-
-
-def missing_index(index: str) -> BadInput:
-    return BadInput(
-        f"Index {index!r} does not exist: build it first with `dotbridge ingest` "
-        f"(--index {index}), or pass the --index of an existing one."
-    )
 
 
 def check_exists(client: OpenSearch, index: str) -> None:

@@ -1,0 +1,189 @@
+"""The command line on a real node: the index knows its model, eval and eval-all end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bridge.cli import main
+from bridge.config import ModelSettings
+from bridge.evaluate import load_split
+from bridge.indexes import encoder_for_index
+from bridge.search import make_searcher
+from ingest.pipeline import ingest_corpus
+
+pytestmark = pytest.mark.integration
+
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+N_DOCS = 300
+
+
+@pytest.fixture
+def env(opensearch_settings) -> dict[str, str]:
+    return {"OPENSEARCH_URL": opensearch_settings.url}
+
+
+@pytest.fixture
+def own_model(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model, so a test may retrain it in place."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+
+
+def ingest_slice(client, index: str, model_dir: Path, tmp_path: Path, **options) -> None:
+    encoder = ModelSettings(model=str(model_dir), device="cpu", **options).load()
+    stats = ingest_corpus(
+        SCIFACT / "corpus.jsonl",
+        client=client,
+        index=index,
+        encoder=encoder,
+        limit=N_DOCS,
+        rejects=tmp_path / "rejects.jsonl",
+        progress=False,
+    )
+    assert stats.indexed == N_DOCS
+
+
+def json_ids(output: str) -> list[str]:
+    return [json.loads(line)["doc_id"] for line in output.splitlines()]
+
+
+def test_search_without_model_uses_the_model_the_index_recorded(
+    os_client, index_name, own_model, minilm_dir, env, tmp_path
+):
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    query = "vitamin d and bone fractures"
+    expected = make_searcher(
+        "rerank",
+        os_client,
+        index_name,
+        encoder_for_index(os_client, index_name, ModelSettings(device="cpu")),
+    ).search(query, k=5)
+    runner = CliRunner()
+    args = ["search", query, "--index", index_name, "--mode", "rerank", "-k", "5", "--json"]
+    result = runner.invoke(main, [*args, "--device", "cpu"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json_ids(result.output) == [h.doc_id for h in expected]
+
+    # Another model is refused in one sentence that names the index's model.
+    other = runner.invoke(main, [*args, "--model", str(minilm_dir)], env=env)
+    assert other.exit_code == 1
+    message = other.output.strip()
+    assert message.startswith("Error: Index") and len(message.splitlines()) == 1
+    assert str(own_model.resolve()) in message and "Traceback" not in message
+
+
+def test_retrained_weights_in_the_same_directory_are_refused(
+    os_client, index_name, own_model, env, tmp_path
+):
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(own_model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01)
+    model.save_pretrained(own_model)  # "retrained": same path, other weights
+    runner = CliRunner()
+    for mode in ("knn", "rerank"):
+        result = runner.invoke(
+            main, ["search", "cells", "--index", index_name, "--mode", mode], env=env
+        )
+        assert result.exit_code == 1, result.output
+        assert "not the ones that made the index" in result.output
+        assert str(own_model.resolve()) in result.output
+    # BM25 needs no model and still answers.
+    bm25 = runner.invoke(
+        main, ["search", "cells", "--index", index_name, "--mode", "bm25"], env=env
+    )
+    assert bm25.exit_code == 0, bm25.output
+
+
+def test_search_names_the_model_when_it_cannot_be_loaded(
+    os_client, index_name, own_model, env, tmp_path
+):
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    shutil.rmtree(own_model)
+    result = CliRunner().invoke(
+        main, ["search", "cells", "--index", index_name, "--mode", "knn"], env=env
+    )
+    assert result.exit_code == 1
+    assert f"was built by {own_model.resolve()} (mean pooling, dot" in result.output
+    assert "--model" in result.output and "Traceback" not in result.output
+
+
+def test_eval_cli_searches_writes_the_run_and_prints_metrics(
+    os_client, index_name, own_model, env, tmp_path
+):
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    out = tmp_path / "knn.trec"
+    result = CliRunner().invoke(
+        main,
+        ["eval", str(SCIFACT), "--index", index_name, "--mode", "knn", "--k", "100"]
+        + ["--out", str(out), "--device", "cpu", "--no-progress"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    split = load_split(SCIFACT)
+    assert f"scifact ({len(split.queries)} queries), knn:" in result.output
+    metrics = dict(re.findall(r"^\s+(\S+)\s+([0-9.]+)$", result.output, flags=re.M))
+    assert set(metrics) == {"nDCG@10", "RR@10", "R@100"}
+    assert all(0.0 <= float(v) <= 1.0 for v in metrics.values())
+    lines = out.read_text().splitlines()
+    assert {line.split()[0] for line in lines} <= set(split.queries)
+    assert max(int(line.split()[3]) for line in lines) == 100
+
+    # The written run scored as it is (bm25 --run) gives the same numbers.
+    rescored = CliRunner().invoke(main, ["eval", str(SCIFACT), "--mode", "bm25", "--run", str(out)])
+    assert rescored.exit_code == 0, rescored.output
+    again = dict(re.findall(r"^\s+(\S+)\s+([0-9.]+)$", rescored.output, flags=re.M))
+    assert again == metrics
+
+
+def test_eval_all_cli_on_a_small_collection(os_client, env, tmp_path):
+    """eval-all on a 200-document slice of SciFact with its judged queries, into a README."""
+    datasets = tmp_path / "datasets"
+    mini = datasets / "scifact-mini"
+    (mini / "qrels").mkdir(parents=True)
+    with (SCIFACT / "corpus.jsonl").open() as f:
+        docs = [next(f) for _ in range(200)]
+    (mini / "corpus.jsonl").write_text("".join(docs))
+    ids = {json.loads(d)["_id"] for d in docs}
+    split = load_split(SCIFACT)
+    judged = {q: rel for q, rel in split.qrels.items() if ids & rel.keys()}
+    assert len(judged) >= 5
+    (mini / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{q}\t{d}\t{g}\n" for q, rel in judged.items() for d, g in rel.items())
+    )
+    (mini / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": split.queries[q]}) + "\n" for q in judged)
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text("# Results\n")
+    index = "eval-minilm-scifact-mini"
+    os_client.indices.delete(index=index, ignore_unavailable=True)
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["eval-all", "--readme", str(readme), "--datasets", str(datasets)]
+            + ["--collections", "scifact-mini", "--runs-dir", str(tmp_path / "runs")]
+            + ["--device", "cpu", "--no-progress"],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        text = readme.read_text()
+        for mode in ("bm25", "rerank", "knn", "hybrid"):
+            row = re.search(rf"^\| scifact-mini \| {mode} \| .*$", text, flags=re.M)
+            assert row, text
+            assert row.group(0).count("|") == 9  # 8 cells
+            assert (tmp_path / "runs" / f"scifact-mini.{mode}.trec").is_file()
+        assert f"--collections scifact-mini --datasets {datasets}" in text
+        assert os_client.count(index=index)["count"] == 200
+    finally:
+        os_client.indices.delete(index=index, ignore_unavailable=True)
