@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -15,6 +16,7 @@ from bridge import local_node
 from bridge.config import (
     DEFAULT_COLLECTIONS,
     DEFAULT_DATASETS,
+    DEVICES,
     DTYPES,
     FUSIONS,
     MAX_RESULTS,
@@ -25,12 +27,25 @@ from bridge.config import (
     ConnectionSettings,
     ModelSettings,
 )
-from bridge.errors import RejectedRecords
+from bridge.errors import BadInput, DotbridgeError, RejectedRecords
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES, Similarity
 
-if TYPE_CHECKING:
-    pass
+log = logging.getLogger(__name__)
+
+
+class DeviceType(click.ParamType):
+    """A torch device name: auto, cpu, cuda, cuda:N or mps (availability is checked on load)."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", str(value)):
+            return str(value)
+        self.fail(f"{value!r} is not a device; choose one of: {', '.join(DEVICES)}.", param, ctx)
+
+
+DEVICE = DeviceType()
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,7 +84,40 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
+class Dotbridge(click.Group):
+    """The command group, and the one boundary where any failure becomes a user's sentence."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            raise user_error(exc) from exc
+
+
+def user_error(exc: Exception) -> click.ClickException:
+    """One sentence for an exception the library let through; the traceback only with -vv."""
+    from opensearchpy.exceptions import TransportError
+
+    log.debug("failure behind the message below", exc_info=exc)
+    if isinstance(exc, TransportError):
+        from bridge.client import describe_failure
+
+        return describe_failure(exc)
+    if isinstance(exc, ValueError):
+        text = str(exc).rstrip(".")
+        return BadInput(f"{text[:1].upper()}{text[1:]}.")
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return BadInput(f"{exc.strerror}{where}.")
+    return DotbridgeError(
+        f"dotbridge failed unexpectedly ({type(exc).__name__}: {exc}); run it again with -vv "
+        "to see where, and report it."
+    )
+
+
+@click.group(cls=Dotbridge)
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="dotbridge")
 def main(verbose: int) -> None:
@@ -104,7 +152,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice([s.value for s in Similarity]),
         help="Default: cosine for normalised models, else dot.",
     )
-    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+    @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
     @click.option(
         "--dtype",
         type=click.Choice(DTYPES),
@@ -426,7 +474,7 @@ def eval_(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the TREC runs are written.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
 @connection_options
@@ -483,7 +531,7 @@ def eval_all(
     show_default=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--keep", is_flag=True, help="Keep the benchmark's index afterwards.")
 @connection_options
@@ -565,7 +613,7 @@ def search(
 
 @main.command()
 @click.option("--model", help="Model id or directory (default: the seed, else MiniLM).")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
 @click.option("--docs", default=500, show_default=True, type=click.IntRange(1), help="Slice size.")
 @click.option("--query", default=None, help="The query to run in every mode.")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import ConnectionTimeout, TransportError
 
 from bridge.config import ConnectionSettings
-from bridge.errors import ConnectionFailed, error_reason
+from bridge.errors import ConnectionFailed, DotbridgeError, error_reason
 
 # 429 and 5xx are worth a retry with back-off; a restarting node answers 503 or drops connections.
 RETRY_ON_STATUS = (429, 502, 503, 504)
@@ -39,3 +39,22 @@ def connect(settings: ConnectionSettings, *, check: bool = True) -> OpenSearch:
                 "cluster."
             ) from exc
     return client
+
+
+def describe_failure(exc: Exception) -> DotbridgeError:
+    """The one sentence a user sees for a client-library failure met after connecting."""
+    if isinstance(exc, ConnectionTimeout):
+        return ConnectionFailed(
+            f"The cluster did not answer in time ({error_reason(exc)}): check its health, or "
+            "try again."
+        )
+    if isinstance(exc, OSConnectionError):
+        return ConnectionFailed(
+            f"The connection to the cluster was lost ({error_reason(exc)}): check that it is "
+            "up, then run the command again."
+        )
+    status = getattr(exc, "status_code", None)
+    return DotbridgeError(
+        f"The cluster refused a request (HTTP {status}, {error_reason(exc)}): check the index "
+        "name and options, then try again."
+    )

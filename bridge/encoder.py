@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bridge.config import DEVICES, DTYPES, POOLINGS, SEED_MODEL
+from bridge.errors import BadInput
 from mappings import Similarity
 
 # "auto" maps to None: float16 on CUDA, else float32.
@@ -408,11 +409,16 @@ def _parse_device(device: str) -> str:
         return device
     if re.fullmatch(r"cuda(:\d+)?", device or ""):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
+            raise BadInput(
+                f"Device {device!r} was asked for, but torch sees no CUDA device here: "
+                "use --device cpu (or auto, which takes CUDA when there is one)."
+            )
         return device
     if device == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' requested but MPS is not available")
+            raise BadInput(
+                "Device 'mps' was asked for, but torch sees no Apple GPU here: use --device cpu."
+            )
         return device
     raise ValueError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
 

@@ -187,3 +187,42 @@ def test_eval_all_cli_on_a_small_collection(os_client, env, tmp_path):
         assert os_client.count(index=index)["count"] == 200
     finally:
         os_client.indices.delete(index=index, ignore_unavailable=True)
+
+
+# ---- one sentence, never a traceback -------------------------------------------------------------
+
+
+def one_sentence(result) -> str:
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_device_errors_are_one_sentence(os_client, index_name, own_model, env, tmp_path):
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    runner = CliRunner()
+    args = ["search", "cells", "--index", index_name, "--mode", "knn"]
+    tpu = runner.invoke(main, [*args, "--device", "tpu"], env=env)  # a usage error: exit 2
+    assert tpu.exit_code == 2 and "Traceback" not in tpu.output
+    assert "'tpu' is not a device; choose one of: auto, cpu, cuda, cuda:N, mps." in tpu.output
+    if not torch.cuda.is_available():
+        cuda = one_sentence(runner.invoke(main, [*args, "--device", "cuda"], env=env))
+        assert "no CUDA device" in cuda and "--device cpu" in cuda
+    dtype = runner.invoke(main, [*args, "--dtype", "int4"], env=env)
+    assert dtype.exit_code == 2 and "'int4' is not one of" in dtype.output
+
+
+def test_a_cluster_error_after_connecting_is_one_sentence(
+    os_client, index_name, own_model, env, tmp_path
+):
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    os_client.indices.close(index=index_name)
+    long_query = "vitamin d deficiency and fractures in older adults " * 8  # analysed first
+    result = CliRunner().invoke(
+        main, ["search", long_query, "--index", index_name, "--mode", "bm25"], env=env
+    )
+    message = one_sentence(result)
+    assert "The cluster refused a request (HTTP 400" in message
+    assert "index_closed_exception" in message

@@ -543,3 +543,21 @@ def test_the_seed_semantics_cls_vector_raw_dot_product(client, minilm_dir, corpu
             assert_ranking(Rerank(client, index, seed_like, candidates=50).search(query, 50), want)
     finally:
         building.close()
+
+
+def test_a_search_that_fails_on_some_shards_raises_instead_of_returning_part(
+    client, dot_index, index_name, encoder, queries
+):
+    from bridge.search import knn_body
+    from bridge.search.transport import SearchFailed, msearch
+
+    # A second index whose `vector` is no knn_vector: the k-NN query fails on its shard only.
+    client.indices.create(
+        index=index_name, body={"mappings": {"properties": {"vector": {"type": "keyword"}}}}
+    )
+    client.index(index=index_name, id="x", body={"vector": "not a vector"}, refresh=True)
+    body = knn_body(encoder.encode_queries([queries[0]])[0], 10)
+    raw = client.search(index=f"{dot_index},{index_name}", body=body)
+    assert raw["_shards"]["failed"] >= 1 and raw["hits"]["hits"]  # OpenSearch returns a part
+    with pytest.raises(SearchFailed, match=r"failed on 1 of 4 shards"):
+        msearch(client, f"{dot_index},{index_name}", [body])
