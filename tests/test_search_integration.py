@@ -561,3 +561,34 @@ def test_a_search_that_fails_on_some_shards_raises_instead_of_returning_part(
     assert raw["_shards"]["failed"] >= 1 and raw["hits"]["hits"]  # OpenSearch returns a part
     with pytest.raises(SearchFailed, match=r"failed on 1 of 4 shards"):
         msearch(client, f"{dot_index},{index_name}", [body])
+
+
+def test_hybrid_sends_both_sides_in_one_msearch_after_one_encode(
+    opensearch_settings, dot_index, encoder, queries, monkeypatch
+):
+    client = connect(opensearch_settings)  # a real client of its own, its calls counted
+    calls: list[int] = []
+    real_msearch = client.msearch
+
+    def counted(body, **kwargs):
+        calls.append(len(body) // 2)
+        return real_msearch(body=body, **kwargs)
+
+    monkeypatch.setattr(client, "msearch", counted)
+    encodes: list[int] = []
+    real_encode = encoder.encode_queries
+    monkeypatch.setattr(
+        encoder, "encode_queries", lambda q: encodes.append(len(q)) or real_encode(q)
+    )
+    hybrid = make_searcher("hybrid", client, dot_index, encoder, depth=50)
+    one = hybrid.search(queries[0], k=10)
+    assert calls == [2] and encodes == [1]  # one request carrying BM25 and k-NN, one encode
+    calls.clear()
+    hybrid.search_many(queries[:20], k=10)
+    assert calls == [40]
+    # Two clients: the two sides go separately, and fuse to the same list.
+    other = connect(opensearch_settings)
+    separate = Hybrid(Bm25(other, dot_index), Knn(client, dot_index, encoder), depth=50)
+    assert [(h.doc_id, h.score) for h in one] == [
+        (h.doc_id, h.score) for h in separate.search(queries[0], k=10)
+    ]

@@ -15,12 +15,12 @@ import numpy as np
 from opensearchpy import OpenSearch
 
 from bridge.config import FUSIONS, MAX_RESULTS, MODES, RERANK_SIDES
-from bridge.errors import BadInput
-from bridge.indexes import IndexSpec, check_compatible, missing_index, read_spec
-from bridge.search.bodies import bm25_body, check_query, exact_score_body, ids_body, knn_body
+from bridge.search.bodies import bm25_body, exact_score_body, ids_body, knn_body
+from bridge.search.checks import check_index, check_queries, check_size
 from bridge.search.fusion import check_weight, linear, rrf
 from bridge.search.scores import similarities, to_similarity
 from bridge.search.transport import (
+    background,
     bm25_search_type,
     bm25_texts,
     check_exists,
@@ -82,14 +82,22 @@ class Bm25(BatchSearcher):
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         check_queries(queries)
         check_size("k", k)
-        bodies = [
+        bodies = self.bodies(queries, k)
+        types = [self.search_type] * len(bodies)
+        return self.hits(msearch(self.client, self.index, bodies, search_types=types))
+
+    def bodies(self, queries: Sequence[str], k: int) -> list[dict]:
+        """One request body per query (long queries are analysed by the index first)."""
+        return [
             bm25_body(text, k, analyzer=analyzer, filter=self.filter, source=self.source)
             for text, analyzer in bm25_texts(self.client, self.index, queries)
         ]
-        types = [self.search_type] * len(bodies)
+
+    @staticmethod
+    def hits(responses: Sequence[list[dict]]) -> list[list[Hit]]:
         return [
             [Hit(h["_id"], h["_score"], h.get("_source", {}), bm25_score=h["_score"]) for h in resp]
-            for resp in msearch(self.client, self.index, bodies, search_types=types)
+            for resp in responses
         ]
 
 
@@ -144,8 +152,11 @@ class Rerank(BatchSearcher):
             for text, analyzer in bm25_texts(self.client, self.index, queries)
         ]
         types = [self.search_type] * len(bodies)
-        responses = msearch(self.client, self.index, bodies, vectors=on_client, search_types=types)
-        vectors = self.encoder.encode_queries(list(queries))
+        pending = background(
+            msearch, self.client, self.index, bodies, vectors=on_client, search_types=types
+        )
+        vectors = self.encoder.encode_queries(list(queries))  # while BM25 runs on the cluster
+        responses = pending.result()
         if on_client:
             pairs = zip(vectors, responses, strict=True)
             scored = [self._score_here(vec, resp)[:k] for vec, resp in pairs]
@@ -262,8 +273,12 @@ class Knn(BatchSearcher):
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         check_queries(queries)
         check_size("k", k)
-        vectors = self.encoder.encode_queries(list(queries))
-        bodies = [
+        bodies = self.bodies(self.encoder.encode_queries(list(queries)), k)
+        return self.hits(msearch(self.client, self.index, bodies))
+
+    def bodies(self, vectors: np.ndarray, k: int) -> list[dict]:
+        """One request body per query vector."""
+        return [
             knn_body(
                 vec,
                 k,
@@ -274,7 +289,8 @@ class Knn(BatchSearcher):
             )
             for vec in vectors
         ]
-        responses = msearch(self.client, self.index, bodies)
+
+    def hits(self, responses: Sequence[list[dict]]) -> list[list[Hit]]:
         return [knn_hits(resp, self.spec.similarity) for resp in responses]
 
 
@@ -308,8 +324,24 @@ class Hybrid(BatchSearcher):
         check_queries(queries)
         check_size("k", k)
         depth = max(self.depth, k)  # fewer than k from each side could not fill k
-        sparse_runs = self.sparse.search_many(queries, depth)
-        dense_runs = self.dense.search_many(queries, depth)
+        sparse, dense = self.sparse, self.dense
+        if (
+            isinstance(sparse, Bm25)
+            and isinstance(dense, Knn)
+            and (sparse.client, sparse.index) == (dense.client, dense.index)
+        ):
+            # One encode, then both sides in one _msearch: the cluster runs them side by side.
+            bm25_bodies = sparse.bodies(queries, depth)
+            knn_bodies = dense.bodies(dense.encoder.encode_queries(list(queries)), depth)
+            types = [sparse.search_type] * len(bm25_bodies) + [None] * len(knn_bodies)
+            responses = msearch(
+                sparse.client, sparse.index, bm25_bodies + knn_bodies, search_types=types
+            )
+            sparse_runs = sparse.hits(responses[: len(bm25_bodies)])
+            dense_runs = dense.hits(responses[len(bm25_bodies) :])
+        else:
+            sparse_runs = sparse.search_many(queries, depth)
+            dense_runs = dense.search_many(queries, depth)
         return [self.fuse(s, d)[:k] for s, d in zip(sparse_runs, dense_runs, strict=True)]
 
     def fuse(self, sparse: Sequence[Hit], dense: Sequence[Hit]) -> list[Hit]:
@@ -396,29 +428,3 @@ def knn_hits(hits: list[dict], similarity: Similarity) -> list[Hit]:
         value = to_similarity(h["_score"], similarity)
         out.append(Hit(h["_id"], value, h.get("_source", {}), similarity=value))
     return out
-
-
-def check_index(client: OpenSearch, index: str, encoder: Encoder) -> IndexSpec:
-    """The index's spec, after checking that the encoder is the one its vectors were made with."""
-    stored = read_spec(client, index)
-    if stored is None:
-        raise missing_index(index)
-    check_compatible(index, stored, IndexSpec.of(encoder))
-    return stored
-
-
-def check_queries(queries: Sequence[str]) -> None:
-    if isinstance(queries, str):
-        raise TypeError("queries must be a sequence of strings, not a single string")
-    for number, query in enumerate(queries, start=1):
-        try:
-            check_query(query)
-        except BadInput as exc:
-            if len(queries) == 1:
-                raise
-            raise BadInput(f"Query {number} of {len(queries)}: {exc.message}") from None
-
-
-def check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULTS:
-        raise ValueError(f"{name} must be an integer from 1 to {MAX_RESULTS}, got {value!r}")

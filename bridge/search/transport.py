@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch
 
@@ -14,6 +15,8 @@ from bridge.search.bodies import ANALYZE_MAX_CHARS, RAW_QUERY_MAX_CHARS, cap_ter
 from mappings import TEXT_FIELDS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # One _msearch request carries at most MSEARCH_CHUNK searches and asks for at most HITS_PER_MSEARCH
 # hits (VECTOR_HITS_PER_MSEARCH when they carry vectors), so that evaluating thousands of queries
@@ -124,3 +127,14 @@ def search_error(index: str, error: Any) -> DotbridgeError:
 def check_exists(client: OpenSearch, index: str) -> None:
     if not client.indices.exists(index=index):
         raise missing_index(index)
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def background(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+    """Run fn on a worker thread (cluster I/O while the caller encodes); .result() joins it."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dotbridge-search")
+    return _EXECUTOR.submit(fn, *args, **kwargs)
