@@ -202,7 +202,7 @@ class Encoder:
         # One tokenizer call for the whole input. Overflow rows are requested only to learn
         # which texts were cut: the first row of every text is its truncated encoding.
         enc = self.tokenizer(
-            list(texts),
+            [valid_unicode(text) for text in texts],
             truncation=True,
             max_length=max_length,
             stride=0,
@@ -257,6 +257,17 @@ class Encoder:
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors
+
+
+def valid_unicode(text: str) -> str:
+    """The text as valid Unicode: surrogate halves (from `\\ud83d` escapes, say) paired into their
+    character where they form one, else each replaced by U+FFFD. The tokenizer takes nothing else.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 class _STSettings:

@@ -592,3 +592,18 @@ def test_hybrid_sends_both_sides_in_one_msearch_after_one_encode(
     assert [(h.doc_id, h.score) for h in one] == [
         (h.doc_id, h.score) for h in separate.search(queries[0], k=10)
     ]
+
+
+@pytest.mark.parametrize("query", ["cell \ud83d growth", "cell \ud83d\ude00 growth", "\udcff"])
+def test_a_query_that_is_not_valid_unicode_searches_in_every_mode(all_searchers, encoder, query):
+    # A lone surrogate half (a `\ud83d` escape) counts as U+FFFD, a pair as its character.
+    repaired = query.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    np.testing.assert_array_equal(
+        encoder.encode_queries([query]), encoder.encode_queries([repaired])
+    )
+    for name, searcher in all_searchers.items():
+        hits = searcher.search(query, k=3)
+        # A query of nothing but U+FFFD has no term for BM25 to match, so BM25 and re-ranking
+        # (which re-scores BM25's candidates) find nothing; k-NN and hybrid still rank.
+        no_terms = "growth" not in query and name.startswith(("bm25", "rerank"))
+        assert len(hits) == (0 if no_terms else 3), name
