@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bridge import local_node
+from bridge import nodes
 from bridge.config import SEED_MODEL, ConnectionSettings
 from bridge.errors import BadInput, RejectedRecords
+from bridge.nodes import opensearch as opensearch_node
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES
 
@@ -264,13 +265,15 @@ def node_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--version",
         "os_version",
-        default=local_node.DEFAULT_VERSION,
+        default=opensearch_node.DEFAULT_VERSION,
         show_default=True,
-        type=click.Choice(list(local_node.RELEASES)),
+        type=click.Choice(list(opensearch_node.RELEASES)),
         help="OpenSearch version (with its k-NN plugin).",
     )
-    @click.option("--port", default=local_node.DEFAULT_PORT, show_default=True, type=int)
-    @click.option("--heap", default=local_node.DEFAULT_HEAP, show_default=True, help="JVM heap.")
+    @click.option("--port", default=opensearch_node.DEFAULT_PORT, show_default=True, type=int)
+    @click.option(
+        "--heap", default=opensearch_node.DEFAULT_HEAP, show_default=True, help="JVM heap."
+    )
     @click.option(
         "--home",
         type=click.Path(file_okay=False, path_type=Path),
@@ -279,7 +282,7 @@ def node_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(*args: Any, os_version, port, heap, home, **kwargs: Any) -> Any:
-        node = local_node.LocalNode(version=os_version, port=port, heap=heap, root=home)
+        node = nodes.LocalNode(version=os_version, port=port, heap=heap, root=home)
         return func(*args, node=node, **kwargs)
 
     return wrapper
@@ -293,7 +296,7 @@ def opensearch() -> None:
 @opensearch.command()
 @node_options
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
-def start(node: local_node.LocalNode, timeout: float) -> None:
+def start(node: nodes.LocalNode, timeout: float) -> None:
     """Download (once), assemble and start a local node; wait until it is healthy."""
     url = node.start(timeout=timeout)
     click.echo(f"OpenSearch {node.version} is up at {url} (home {node.home})")
@@ -301,7 +304,7 @@ def start(node: local_node.LocalNode, timeout: float) -> None:
 
 @opensearch.command()
 @node_options
-def stop(node: local_node.LocalNode) -> None:
+def stop(node: nodes.LocalNode) -> None:
     """Stop the local node."""
     if node.stop():
         click.echo("OpenSearch stopped.")
@@ -635,8 +638,8 @@ def demo(
     from ingest.pipeline import ingest as run_ingest
     from ingest.readers import read_records
 
-    if not os.environ.get("OPENSEARCH_URL") and settings.url == local_node.LocalNode().url:
-        node = local_node.LocalNode()
+    if not os.environ.get("OPENSEARCH_URL") and settings.url == nodes.LocalNode().url:
+        node = nodes.LocalNode()
         click.echo(f"Starting the local OpenSearch node (cache {node.base}) ...")
         settings = ConnectionSettings(url=node.start())
     client = connect(settings)
@@ -650,7 +653,7 @@ def demo(
         click.echo(chosen.note)
     encoder = chosen.encoder
     click.echo(f"Model: {encoder!r}")
-    corpus, label = demo_lib.sample_corpus(local_node.base_dir() / "demo")
+    corpus, label = demo_lib.sample_corpus(nodes.base_dir() / "demo")
     if chosen.note:
         slug = "minilm"
     else:

@@ -15,7 +15,7 @@ from opensearchpy import OpenSearch
 from bridge.client import connect
 from bridge.config import ConnectionSettings
 from bridge.errors import DotbridgeError
-from bridge.local_node import LocalNode
+from bridge.nodes import LocalNode
 
 TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_PORT", "9250"))
 
