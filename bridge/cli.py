@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,7 +15,9 @@ import click
 from bridge import nodes
 from bridge.config import SEED_MODEL, ConnectionSettings
 from bridge.errors import BadInput, RejectedRecords
+from bridge.nodes import elasticsearch as elasticsearch_node
 from bridge.nodes import opensearch as opensearch_node
+from bridge.nodes.process import NodeProcess
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES
 
@@ -261,31 +264,34 @@ def ingest(
 # ---- opensearch --------------------------------------------------------------------------------
 
 
-def node_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    @click.option(
-        "--version",
-        "os_version",
-        default=opensearch_node.DEFAULT_VERSION,
-        show_default=True,
-        type=click.Choice(list(opensearch_node.RELEASES)),
-        help="OpenSearch version (with its k-NN plugin).",
-    )
-    @click.option("--port", default=opensearch_node.DEFAULT_PORT, show_default=True, type=int)
-    @click.option(
-        "--heap", default=opensearch_node.DEFAULT_HEAP, show_default=True, help="JVM heap."
-    )
-    @click.option(
-        "--home",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="DOTBRIDGE_HOME",
-        help="Cache and node directory [env DOTBRIDGE_HOME].",
-    )
-    @functools.wraps(func)
-    def wrapper(*args: Any, os_version, port, heap, home, **kwargs: Any) -> Any:
-        node = nodes.LocalNode(version=os_version, port=port, heap=heap, root=home)
-        return func(*args, node=node, **kwargs)
+def node_options(engine: ModuleType, node_class: type[NodeProcess]) -> Callable[..., Any]:
+    """--version, --port, --heap and --home for a local node of one engine, given as `node`."""
 
-    return wrapper
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option(
+            "--version",
+            "node_version",
+            default=engine.DEFAULT_VERSION,
+            show_default=True,
+            type=click.Choice(list(engine.RELEASES)),
+            help=f"{node_class.product} version.",
+        )
+        @click.option("--port", default=engine.DEFAULT_PORT, show_default=True, type=int)
+        @click.option("--heap", default=engine.DEFAULT_HEAP, show_default=True, help="JVM heap.")
+        @click.option(
+            "--home",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="DOTBRIDGE_HOME",
+            help="Cache and node directory [env DOTBRIDGE_HOME].",
+        )
+        @functools.wraps(func)
+        def wrapper(*args: Any, node_version, port, heap, home, **kwargs: Any) -> Any:
+            node = node_class(version=node_version, port=port, heap=heap, root=home)
+            return func(*args, node=node, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 @main.group()
@@ -294,7 +300,7 @@ def opensearch() -> None:
 
 
 @opensearch.command()
-@node_options
+@node_options(opensearch_node, nodes.LocalNode)
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
 def start(node: nodes.LocalNode, timeout: float) -> None:
     """Download (once), assemble and start a local node; wait until it is healthy."""
@@ -303,7 +309,7 @@ def start(node: nodes.LocalNode, timeout: float) -> None:
 
 
 @opensearch.command()
-@node_options
+@node_options(opensearch_node, nodes.LocalNode)
 def stop(node: nodes.LocalNode) -> None:
     """Stop the local node."""
     if node.stop():
@@ -327,6 +333,38 @@ def status(settings: ConnectionSettings) -> None:
     click.echo(f"cluster:  {health['cluster_name']} ({health['number_of_nodes']} nodes)")
     click.echo(f"health:   {health['status']}")
     click.echo(f"plugins:  {', '.join(plugins) or '(none)'}")
+
+
+@main.group()
+def elasticsearch() -> None:
+    """Run a local Elasticsearch node (single node, loopback, security off)."""
+
+
+@elasticsearch.command("start")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
+    """Download (once), assemble and start a local Elasticsearch node; wait until it is healthy."""
+    url = node.start(timeout=timeout)
+    click.echo(f"Elasticsearch {node.version} is up at {url} (home {node.home})")
+
+
+@elasticsearch.command("stop")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+def es_stop(node: nodes.ElasticsearchNode) -> None:
+    """Stop the local Elasticsearch node."""
+    if node.stop():
+        click.echo("Elasticsearch stopped.")
+    else:
+        click.echo("No local Elasticsearch node was running.")
+
+
+@elasticsearch.command("status")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+def es_status(node: nodes.ElasticsearchNode) -> None:
+    """Print pid, version and health of the local Elasticsearch node."""
+    for name, value in node.status().items():
+        click.echo(f"{name + ':':<9} {value}")
 
 
 # ---- evaluation and benchmarks -----------------------------------------------------------------

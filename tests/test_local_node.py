@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from bridge.errors import NodeError
 from bridge.nodes import LocalNode, files, iter_java_processes, java
 from bridge.nodes import opensearch as opensearch_node
+from tests.mirror import serve_directory
 
 pytestmark = pytest.mark.integration
 
@@ -110,11 +109,8 @@ def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not the real plugin")
     Path(f"{target}.sha512").write_text(hashlib.sha512(b"something else").hexdigest())
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(mirror))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        node = LocalNode(root=tmp_path / "home", maven_url=f"http://127.0.0.1:{server.server_port}")
+    with serve_directory(mirror) as url:
+        node = LocalNode(root=tmp_path / "home", maven_url=url)
         monkeypatch.setattr(opensearch_node, "artifacts", lambda version: (knn,))
         with pytest.raises(NodeError, match="does not match its sha512 checksum"):
             node.fetch()
@@ -122,8 +118,6 @@ def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
         # With the right checksum published, the same file is accepted.
         Path(f"{target}.sha512").write_text(hashlib.sha512(b"not the real plugin").hexdigest())
         assert node.fetch()[0].read_bytes() == b"not the real plugin"
-    finally:
-        server.shutdown()
 
 
 def test_too_little_disk_is_a_clear_error(tmp_path, monkeypatch):

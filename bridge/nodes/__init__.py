@@ -10,8 +10,9 @@ opensearch  the embedded OpenSearch node with k-NN (LocalNode)
 
 from __future__ import annotations
 
+from bridge.nodes.elasticsearch import ElasticsearchNode
 from bridge.nodes.files import base_dir
 from bridge.nodes.opensearch import LocalNode
 from bridge.nodes.process import iter_java_processes
 
-__all__ = ["LocalNode", "base_dir", "iter_java_processes"]
+__all__ = ["ElasticsearchNode", "LocalNode", "base_dir", "iter_java_processes"]

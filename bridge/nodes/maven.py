@@ -20,11 +20,13 @@ from bridge.nodes.files import check_disk
 
 MAVEN_URL = "https://repo1.maven.org/maven2"
 
-# SHA-512 digests recorded from the artifacts on Maven Central. The 3.5.0 server zip has no
-# checksum beside it, so its pin is the only check; where one is published, both must agree.
+# SHA-512 digests recorded from the artifacts on Maven Central (2026-11). The 3.5.0 server zip
+# has no checksum beside it, so its pin is the only check; where one is published, both must agree.
 PINNED_SHA512 = {
     "opensearch-3.5.0.zip": "ca4c739cb0457de59df464f8f01eafb962ba140c41a649d29a2f5306cb59b436"
     "d76742a8e710c1493f3a68080e5f55fe5f9bf929cc3b0a6e04c6f87061a2e2a3",
+    "elasticsearch-8.19.21.zip": "cf6b0a93860d329937ae7f913ec5073b0c726c77639764b93fc83a304aa1dd9d"
+    "4defcfa2849948eea3b0b47c2065f994908603939fc2a4774c9c4d868c5ec1dd",
 }
 
 

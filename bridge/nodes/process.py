@@ -63,9 +63,40 @@ class NodeProcess:
         """Download, assemble and configure what is missing; return what to run."""
         raise NotImplementedError
 
+    def request_options(self) -> dict[str, Any]:
+        """What a request to the node needs besides its URL (TLS and auth, for a secured one)."""
+        return {}
+
     def healthy(self) -> bool:
         """Whether the node answers its health check now."""
-        return http_healthy(self.url)
+        return http_healthy(self.url, **self.request_options())
+
+    def status(self) -> dict[str, Any]:
+        """Pid, URL, version and health of the running node, from the node itself."""
+        pid = self.running_pid()
+        if pid is None:
+            raise NodeError(
+                f"No local {self.product} node runs on port {self.port}: start one with "
+                f"`dotbridge {self.command} start --port {self.port}`."
+            )
+        try:
+            health = _get_json(f"{self.url}/_cluster/health", **self.request_options())
+            nodes = _get_json(f"{self.url}/_nodes/_local", **self.request_options())
+        except (requests.RequestException, ValueError) as exc:
+            raise NodeError(
+                f"The local {self.product} node (pid {pid}) does not answer at {self.url} "
+                f"({type(exc).__name__}): see {self.log_file}."
+            ) from exc
+        (info,) = nodes["nodes"].values()
+        return {
+            "url": self.url,
+            "pid": pid,
+            "version": info.get("version"),
+            "java": info.get("jvm", {}).get("version"),
+            "cluster": health.get("cluster_name"),
+            "health": health.get("status"),
+            "home": str(self.instance),
+        }
 
     @property
     def state_file(self) -> Path:
@@ -241,6 +272,14 @@ def http_healthy(url: str, **request_options: Any) -> bool:
             return resp.status_code == 200 and resp.json().get("status") in ("green", "yellow")
         except (requests.RequestException, ValueError):
             return False
+
+
+def _get_json(url: str, **request_options: Any) -> dict[str, Any]:
+    with requests.Session() as session:
+        session.trust_env = False  # loopback: no proxy from the environment
+        resp = session.get(url, timeout=10, **request_options)
+        resp.raise_for_status()
+        return resp.json()
 
 
 def iter_java_processes(instance: Path) -> Iterator[int]:
