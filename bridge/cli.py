@@ -301,18 +301,34 @@ def opensearch() -> None:
 
 @opensearch.command()
 @node_options(opensearch_node, nodes.LocalNode)
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS, users and roles (security plugin); prints where the CA and passwords are.",
+)
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
-def start(node: nodes.LocalNode, timeout: float) -> None:
+def start(node: nodes.LocalNode, secure: bool, timeout: float) -> None:
     """Download (once), assemble and start a local node; wait until it is healthy."""
+    node = node.with_security(secure)
     url = node.start(timeout=timeout)
     click.echo(f"OpenSearch {node.version} is up at {url} (home {node.home})")
+    if secure:
+        creds = node.credentials
+        click.echo(f"CA certificate:  {creds.ca}")
+        click.echo(f"admin password:  {creds.password_file('admin')} (user admin)")
+        click.echo(f"reader password: {creds.password_file('reader')} (user reader, read-only)")
+        click.echo(
+            f"Connect with: OPENSEARCH_URL={url} OPENSEARCH_CA_CERTS={creds.ca} "
+            f'OPENSEARCH_USER=admin OPENSEARCH_PASSWORD="$(cat {creds.password_file("admin")})"'
+        )
 
 
 @opensearch.command()
 @node_options(opensearch_node, nodes.LocalNode)
 def stop(node: nodes.LocalNode) -> None:
-    """Stop the local node."""
-    if node.stop():
+    """Stop the local node on the port, plain or secured."""
+    stopped = [n for n in (node, node.with_security(True)) if n.stop()]
+    if stopped:
         click.echo("OpenSearch stopped.")
     else:
         click.echo("No local node was running.")

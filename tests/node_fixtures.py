@@ -1,8 +1,9 @@
 """Real nodes for integration tests: a URL from the environment when set, else a local node.
 
 OpenSearch: OPENSEARCH_URL or the embedded node on DOTBRIDGE_TEST_PORT (9250). Elasticsearch:
-ELASTICSEARCH_URL or a local node on DOTBRIDGE_TEST_ES_PORT (9251). Integration tests fail,
-never skip, when no node can be had.
+ELASTICSEARCH_URL or a local node on DOTBRIDGE_TEST_ES_PORT (9251). A secured OpenSearch node
+(TLS, users, roles) on DOTBRIDGE_TEST_SECURE_PORT (9252), with certificates and users generated
+anew for each test session. Integration tests fail, never skip, when no node can be had.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bridge.nodes import ElasticsearchNode, LocalNode
 
 TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_PORT", "9250"))
 ES_TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_ES_PORT", "9251"))
+SECURE_TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_SECURE_PORT", "9252"))
 TEST_HEAP = os.environ.get("DOTBRIDGE_TEST_HEAP", "1g")
 
 
@@ -126,3 +128,38 @@ def es_index(es_client, request: pytest.FixtureRequest) -> Iterator[str]:
     name = _unique_name(request)
     yield name
     es_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="session")
+def secure_node(request: pytest.FixtureRequest) -> Iterator[LocalNode]:
+    """A secured OpenSearch node with a CA, certificates and users made for this session."""
+    node = LocalNode(port=SECURE_TEST_PORT, heap=TEST_HEAP, secure=True)
+    try:
+        node.stop()  # one left up by an earlier session has that session's secrets
+        node.reset()
+        node.start(timeout=300)
+    except DotbridgeError as exc:
+        pytest.fail(f"no secured OpenSearch node for the integration tests: {exc.message}")
+    _report(request, f"secured OpenSearch at {node.url}; CA {node.credentials.ca}")
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_settings(secure_node: LocalNode) -> ConnectionSettings:
+    """The generated admin user's settings for the secured node (CA, user, password)."""
+    return secure_node.connection_settings("admin")
+
+
+@pytest.fixture(scope="session")
+def reader_settings(secure_node: LocalNode) -> ConnectionSettings:
+    """The generated read-only user's settings for the secured node."""
+    return secure_node.connection_settings("reader")
+
+
+@pytest.fixture
+def secure_index(secure_settings: ConnectionSettings, request: pytest.FixtureRequest):
+    """A unique index name on the secured node, deleted afterwards."""
+    name = _unique_name(request)
+    yield name
+    connect(secure_settings).indices.delete(index=name, ignore_unavailable=True)

@@ -3,24 +3,28 @@
 The server's integration-test distribution carries the modules k-NN needs (lang-painless,
 transport-grpc) and analysis-common for the `english` analyzer; the k-NN plugin zip is unpacked
 into it. Files are cached once and checked against their checksums; a warm cache needs no
-network.
+network. A secured node (`secure=True`) also gets the security plugin, in a home of its own so
+that the plain node stays plain, and an instance of its own per port (see security.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from bridge.config import ConnectionSettings
 from bridge.errors import NodeError
-from bridge.nodes import maven
+from bridge.nodes import maven, security
 from bridge.nodes.files import assemble_home, base_dir
 from bridge.nodes.instance import write_config
 from bridge.nodes.java import ICU_ARTIFACTS, LOCALE_PROVIDER_OPTION, JavaRuntime, find_java
 from bridge.nodes.maven import Artifact
 from bridge.nodes.process import Launch, NodeProcess
+from bridge.nodes.security import Credentials
 
 DEFAULT_VERSION = "3.5.0"
 DEFAULT_PORT = 9200
@@ -71,6 +75,7 @@ class LocalNode(NodeProcess):
     heap: str = DEFAULT_HEAP
     root: Path | None = None
     maven_url: str | None = None
+    secure: bool = False  # TLS, users and roles (the security plugin)
 
     @property
     def base(self) -> Path:
@@ -82,27 +87,83 @@ class LocalNode(NodeProcess):
 
     @property
     def home(self) -> Path:
-        return self.base / f"opensearch-{self.version}"
+        suffix = "-secure" if self.secure else ""
+        return self.base / f"opensearch-{self.version}{suffix}"
 
     @property
     def instance(self) -> Path:
         """Config, data and logs of the node on this port; the home itself stays read-only."""
-        return self.base / "nodes" / str(self.port)
+        return self.base / "nodes" / (f"secure-{self.port}" if self.secure else str(self.port))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def credentials(self) -> Credentials:
+        """The secured node's CA, certificates and generated passwords (mode 0600)."""
+        return Credentials(self.instance / "secrets")
+
+    @property
+    def private_paths(self) -> tuple[Path, ...]:
+        return (self.credentials.folder,) if self.secure else ()
+
+    def request_options(self) -> dict[str, object]:
+        if not self.secure or not self.credentials.complete:
+            return {}
+        admin = security.ADMIN_USER
+        return {
+            "verify": str(self.credentials.ca),
+            "auth": (admin, self.credentials.password(admin)),
+        }
+
+    def connection_settings(self, user: str = security.ADMIN_USER) -> ConnectionSettings:
+        """Settings to connect to this node (as `user`, with its password, on a secured one)."""
+        if not self.secure:
+            return ConnectionSettings(url=self.url)
+        return ConnectionSettings(
+            url=self.url,
+            user=user,
+            password=self.credentials.password(user),
+            ca_certs=str(self.credentials.ca),
+        )
 
     def fetch(self, items: tuple[Artifact, ...] | None = None) -> list[Path]:
         """Download what is not cached yet; each file is checked before it is kept."""
-        return maven.fetch(items or artifacts(self.version), self.downloads, self.maven_url)
+        if items is None:
+            items = artifacts(self.version)
+            if self.secure:
+                items = (*items, security.security_artifact())
+        return maven.fetch(items, self.downloads, self.maven_url)
 
     def assemble(self) -> Path:
-        """Unpack server and plugin into the node home once; the config is rewritten every start."""
+        """Unpack server and plugins into the home once; the config is rewritten every start."""
         if (self.home / ".dotbridge-assembled").exists():
             return self.home
-        server_zip, knn_zip = self.fetch()
-        return assemble_home(self.home, server_zip, {"opensearch-knn": knn_zip})
+        server_zip, knn_zip, *rest = self.fetch()
+        plugins = {"opensearch-knn": knn_zip}
+        if not self.secure:
+            return assemble_home(self.home, server_zip, plugins)
+        plugins[security.SECURITY_PLUGIN] = rest[0]
+        return assemble_home(
+            self.home,
+            server_zip,
+            plugins,
+            customize=lambda home: security.adapt_plugin(home, self.version),
+        )
+
+    def with_security(self, secure: bool) -> LocalNode:
+        """The plain (False) or secured (True) node on the same port and base."""
+        return dataclasses.replace(self, secure=secure)
+
+    def reset(self) -> None:
+        """Forget this node's data and (secured) its certificates and users; it must be stopped."""
+        if pid := self.running_pid():
+            raise NodeError(
+                f"The node on port {self.port} is running (pid {pid}): stop it first with "
+                f"`dotbridge opensearch stop --port {self.port}`."
+            )
+        shutil.rmtree(self.instance, ignore_errors=True)
 
     def configure(self, java: JavaRuntime) -> Path:
         """Write the instance's config from the distribution's defaults plus ours."""
@@ -118,6 +179,8 @@ class LocalNode(NodeProcess):
             "cluster.routing.allocation.disk.threshold_enabled": False,
             "action.auto_create_index": False,
         }
+        if self.secure:
+            settings.update(security.security_settings())
         config = write_config(
             self.home,
             home,
@@ -127,6 +190,8 @@ class LocalNode(NodeProcess):
             java=java,
         )
         self._locale_provider(java, config)
+        if self.secure:
+            security.write_security_config(config, self.credentials)
         return config
 
     def _locale_provider(self, java: JavaRuntime, config: Path) -> None:
@@ -144,6 +209,10 @@ class LocalNode(NodeProcess):
         java = find_java(release(self.version)[1], self.base)
         self.assemble()
         self.instance.mkdir(parents=True, exist_ok=True)
+        if self.secure and not self.credentials.complete:
+            # New users are loaded only into a new security index: start from empty data.
+            shutil.rmtree(self.instance / "data", ignore_errors=True)
+            self.credentials.generate()
         config = self.configure(java)
         env = {
             **os.environ,

@@ -63,6 +63,11 @@ class NodeProcess:
         """Download, assemble and configure what is missing; return what to run."""
         raise NotImplementedError
 
+    @property
+    def private_paths(self) -> tuple[Path, ...]:
+        """Paths in the instance that stay the caller's, never the service user's (secrets)."""
+        return ()
+
     def request_options(self) -> dict[str, Any]:
         """What a request to the node needs besides its URL (TLS and auth, for a secured one)."""
         return {}
@@ -140,7 +145,7 @@ class NodeProcess:
         launch = self.prepare()
         user = service_user()
         if user is not None:
-            chown_tree(self.instance, user)
+            chown_tree(self.instance, user, keep=self.private_paths)
         env = {k: v for k, v in launch.env.items() if k not in CLIENT_SECRETS}
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         with self.console_log.open("ab") as out:
@@ -219,8 +224,11 @@ def service_user() -> pwd.struct_passwd | None:
         ) from None
 
 
-def chown_tree(root: Path, user: pwd.struct_passwd) -> None:
+def chown_tree(root: Path, user: pwd.struct_passwd, keep: Sequence[Path] = ()) -> None:
+    """Hand the instance to the service user, except the paths in `keep` (and what is below)."""
     for path in [root, *root.rglob("*")]:
+        if any(path == k or k in path.parents for k in keep):
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
     # The user must reach the instance (and the home beside it) through its parents.
