@@ -27,15 +27,18 @@ if TYPE_CHECKING:
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The same connection settings on every command; the password only from env or a prompt."""
+    """The same connection settings on every command; the password only from env or a prompt.
+
+    Also the boundary for client failures: whatever the command's requests raise (TLS, 401,
+    403, timeouts, HTTP errors) reaches the user as one sentence (client.describe_failure).
+    """
 
     @click.option("--url", envvar="OPENSEARCH_URL", help="Cluster URL [env OPENSEARCH_URL].")
-    @click.option("--user", envvar="OPENSEARCH_USER", help="User [env OPENSEARCH_USER].")
     @click.option(
-        "--password",
-        envvar="OPENSEARCH_PASSWORD",
-        help="Password [env OPENSEARCH_PASSWORD]; never printed.",
-        show_envvar=False,
+        "--user",
+        envvar="OPENSEARCH_USER",
+        help="User [env OPENSEARCH_USER]; the password comes from OPENSEARCH_PASSWORD, else a "
+        "prompt on a terminal (there is no password flag).",
     )
     @click.option(
         "--ca-certs",
@@ -48,18 +51,57 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         help="Do not verify TLS certificates (not recommended).",
     )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="OPENSEARCH_TIMEOUT",
+        help="Seconds to wait for an answer [env OPENSEARCH_TIMEOUT; default 60].",
+    )
+    @click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="OPENSEARCH_CONNECT_TIMEOUT",
+        help="Seconds to wait for a connection [env OPENSEARCH_CONNECT_TIMEOUT; default 10].",
+    )
     @functools.wraps(func)
-    def wrapper(*args: Any, url, user, password, ca_certs, insecure, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, url, user, ca_certs, insecure, timeout, connect_timeout, **kwargs: Any
+    ) -> Any:
+        import sys
+        from urllib.parse import urlsplit
+
+        from opensearchpy.exceptions import TransportError
+
+        from bridge.client import describe_failure
+
+        source = click.get_current_context().get_parameter_source("url")
+        if url and source == click.core.ParameterSource.COMMANDLINE and urlsplit(url).password:
+            raise BadInput(
+                "--url carries a password, which any user can read in the process list: give "
+                "the URL without it and the password in OPENSEARCH_PASSWORD."
+            )
         settings = ConnectionSettings.from_env(
             url=url,
             user=user,
-            password=password,
             ca_certs=ca_certs,
             verify_certs=False if insecure else None,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        return func(*args, settings=settings, **kwargs)
+        # A hidden prompt on a terminal only; a password flag would show in the process list.
+        prompt = _password_prompt if sys.stdin.isatty() else None
+        settings = settings.with_password(prompt)
+        try:
+            return func(*args, settings=settings, **kwargs)
+        except TransportError as exc:
+            raise describe_failure(exc, settings) from exc
 
     return wrapper
+
+
+def _password_prompt(text: str) -> str:
+    """Ask for a password on the terminal without echoing it (connection_options)."""
+    return click.prompt(text, hide_input=True, err=True)
 
 
 @click.group()
@@ -226,7 +268,7 @@ def ingest(
     Records that cannot be indexed go to the rejects file with their reason; the exit status is
     non-zero when any were rejected. Running the same command again resumes an interrupted run.
     """
-    from bridge.client import connect
+    from bridge.client import check_can_write, connect
     from ingest.pipeline import IndexOptions, RejectsFile
     from ingest.pipeline import ingest as run_ingest
     from ingest.readers import Fields, Shard, read_records
@@ -236,6 +278,7 @@ def ingest(
     fields = Fields(id=id_field, text=text_field, title=title_field or None)
     records = read_records(corpus, fmt=fmt, fields=fields, shard=shard, limit=limit)
     client = connect(settings)
+    check_can_write(client, index)  # before a model is loaded or anything is written
     encoder = load_encoder()
     stats = run_ingest(
         records,
