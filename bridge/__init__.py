@@ -25,7 +25,7 @@ _EXPORTS = {
     "Hybrid": "bridge.search",
     "make_searcher": "bridge.search",
     "rrf": "bridge.search",
-    "LocalNode": "bridge.local_node",
+    "LocalNode": "bridge.nodes",
 }
 
 __all__ = sorted(_EXPORTS)

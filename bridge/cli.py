@@ -8,11 +8,12 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
 
-from bridge import local_node
+from bridge import nodes
 from bridge.config import (
     DEFAULT_COLLECTIONS,
     DEFAULT_DATASETS,
@@ -28,6 +29,9 @@ from bridge.config import (
     ModelSettings,
 )
 from bridge.errors import BadInput, DotbridgeError, RejectedRecords
+from bridge.nodes import elasticsearch as elasticsearch_node
+from bridge.nodes import opensearch as opensearch_node
+from bridge.nodes.process import NodeProcess
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES, Similarity
 
@@ -49,15 +53,18 @@ DEVICE = DeviceType()
 
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The same connection settings on every command; the password only from env or a prompt."""
+    """The same connection settings on every command; the password only from env or a prompt.
+
+    Also the boundary for client failures: whatever the command's requests raise (TLS, 401,
+    403, timeouts, HTTP errors) reaches the user as one sentence (client.describe_failure).
+    """
 
     @click.option("--url", envvar="OPENSEARCH_URL", help="Cluster URL [env OPENSEARCH_URL].")
-    @click.option("--user", envvar="OPENSEARCH_USER", help="User [env OPENSEARCH_USER].")
     @click.option(
-        "--password",
-        envvar="OPENSEARCH_PASSWORD",
-        help="Password [env OPENSEARCH_PASSWORD]; never printed.",
-        show_envvar=False,
+        "--user",
+        envvar="OPENSEARCH_USER",
+        help="User [env OPENSEARCH_USER]; the password comes from OPENSEARCH_PASSWORD, else a "
+        "prompt on a terminal (there is no password flag).",
     )
     @click.option(
         "--ca-certs",
@@ -70,16 +77,50 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         help="Do not verify TLS certificates (not recommended).",
     )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="OPENSEARCH_TIMEOUT",
+        help="Seconds to wait for an answer [env OPENSEARCH_TIMEOUT; default 60].",
+    )
+    @click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="OPENSEARCH_CONNECT_TIMEOUT",
+        help="Seconds to wait for a connection [env OPENSEARCH_CONNECT_TIMEOUT; default 10].",
+    )
     @functools.wraps(func)
-    def wrapper(*args: Any, url, user, password, ca_certs, insecure, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, url, user, ca_certs, insecure, timeout, connect_timeout, **kwargs: Any
+    ) -> Any:
+        import sys
+        from urllib.parse import urlsplit
+
+        from opensearchpy.exceptions import TransportError
+
+        from bridge.client import describe_failure
+
+        source = click.get_current_context().get_parameter_source("url")
+        if url and source == click.core.ParameterSource.COMMANDLINE and urlsplit(url).password:
+            raise BadInput(
+                "--url carries a password, which any user can read in the process list: give "
+                "the URL without it and the password in OPENSEARCH_PASSWORD."
+            )
         settings = ConnectionSettings.from_env(
             url=url,
             user=user,
-            password=password,
             ca_certs=ca_certs,
             verify_certs=False if insecure else None,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
         )
-        return func(*args, settings=settings, **kwargs)
+        # A hidden prompt on a terminal only; a password flag would show in the process list.
+        prompt = _password_prompt if sys.stdin.isatty() else None
+        settings = settings.with_password(prompt)
+        try:
+            return func(*args, settings=settings, **kwargs)
+        except TransportError as exc:
+            raise describe_failure(exc, settings) from exc
 
     return wrapper
 
@@ -115,6 +156,11 @@ def user_error(exc: Exception) -> click.ClickException:
         f"dotbridge failed unexpectedly ({type(exc).__name__}: {exc}); run it again with -vv "
         "to see where, and report it."
     )
+
+
+def _password_prompt(text: str) -> str:
+    """Ask for a password on the terminal without echoing it (connection_options)."""
+    return click.prompt(text, hide_input=True, err=True)
 
 
 @click.group(cls=Dotbridge)
@@ -284,13 +330,14 @@ def ingest(
     Records that cannot be indexed go to the rejects file with their reason; the exit status is
     non-zero when any were rejected. Running the same command again resumes an interrupted run.
     """
-    from bridge.client import connect
+    from bridge.client import check_can_write, connect
     from bridge.indexes import IndexOptions
     from ingest.pipeline import ingest_corpus
     from ingest.readers import Fields, Shard
 
     shard = Shard.parse(shard_spec)
     client = connect(settings)
+    check_can_write(client, index)  # before a model is loaded or anything is written
     stats = ingest_corpus(
         corpus,
         client=client,
@@ -322,29 +369,34 @@ def ingest(
 # ---- opensearch --------------------------------------------------------------------------------
 
 
-def node_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    @click.option(
-        "--version",
-        "os_version",
-        default=local_node.DEFAULT_VERSION,
-        show_default=True,
-        type=click.Choice(list(local_node.RELEASES)),
-        help="OpenSearch version (with its k-NN plugin).",
-    )
-    @click.option("--port", default=local_node.DEFAULT_PORT, show_default=True, type=int)
-    @click.option("--heap", default=local_node.DEFAULT_HEAP, show_default=True, help="JVM heap.")
-    @click.option(
-        "--home",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="DOTBRIDGE_HOME",
-        help="Cache and node directory [env DOTBRIDGE_HOME].",
-    )
-    @functools.wraps(func)
-    def wrapper(*args: Any, os_version, port, heap, home, **kwargs: Any) -> Any:
-        node = local_node.LocalNode(version=os_version, port=port, heap=heap, root=home)
-        return func(*args, node=node, **kwargs)
+def node_options(engine: ModuleType, node_class: type[NodeProcess]) -> Callable[..., Any]:
+    """--version, --port, --heap and --home for a local node of one engine, given as `node`."""
 
-    return wrapper
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option(
+            "--version",
+            "node_version",
+            default=engine.DEFAULT_VERSION,
+            show_default=True,
+            type=click.Choice(list(engine.RELEASES)),
+            help=f"{node_class.product} version.",
+        )
+        @click.option("--port", default=engine.DEFAULT_PORT, show_default=True, type=int)
+        @click.option("--heap", default=engine.DEFAULT_HEAP, show_default=True, help="JVM heap.")
+        @click.option(
+            "--home",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="DOTBRIDGE_HOME",
+            help="Cache and node directory [env DOTBRIDGE_HOME].",
+        )
+        @functools.wraps(func)
+        def wrapper(*args: Any, node_version, port, heap, home, **kwargs: Any) -> Any:
+            node = node_class(version=node_version, port=port, heap=heap, root=home)
+            return func(*args, node=node, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 @main.group()
@@ -353,19 +405,35 @@ def opensearch() -> None:
 
 
 @opensearch.command()
-@node_options
+@node_options(opensearch_node, nodes.LocalNode)
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS, users and roles (security plugin); prints where the CA and passwords are.",
+)
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
-def start(node: local_node.LocalNode, timeout: float) -> None:
+def start(node: nodes.LocalNode, secure: bool, timeout: float) -> None:
     """Download (once), assemble and start a local node; wait until it is healthy."""
+    node = node.with_security(secure)
     url = node.start(timeout=timeout)
     click.echo(f"OpenSearch {node.version} is up at {url} (home {node.home})")
+    if secure:
+        creds = node.credentials
+        click.echo(f"CA certificate:  {creds.ca}")
+        click.echo(f"admin password:  {creds.password_file('admin')} (user admin)")
+        click.echo(f"reader password: {creds.password_file('reader')} (user reader, read-only)")
+        click.echo(
+            f"Connect with: OPENSEARCH_URL={url} OPENSEARCH_CA_CERTS={creds.ca} "
+            f'OPENSEARCH_USER=admin OPENSEARCH_PASSWORD="$(cat {creds.password_file("admin")})"'
+        )
 
 
 @opensearch.command()
-@node_options
-def stop(node: local_node.LocalNode) -> None:
-    """Stop the local node."""
-    if node.stop():
+@node_options(opensearch_node, nodes.LocalNode)
+def stop(node: nodes.LocalNode) -> None:
+    """Stop the local node on the port, plain or secured."""
+    stopped = [n for n in (node, node.with_security(True)) if n.stop()]
+    if stopped:
         click.echo("OpenSearch stopped.")
     else:
         click.echo("No local node was running.")
@@ -386,6 +454,38 @@ def status(settings: ConnectionSettings) -> None:
     click.echo(f"cluster:  {health['cluster_name']} ({health['number_of_nodes']} nodes)")
     click.echo(f"health:   {health['status']}")
     click.echo(f"plugins:  {', '.join(plugins) or '(none)'}")
+
+
+@main.group()
+def elasticsearch() -> None:
+    """Run a local Elasticsearch node (single node, loopback, security off)."""
+
+
+@elasticsearch.command("start")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
+    """Download (once), assemble and start a local Elasticsearch node; wait until it is healthy."""
+    url = node.start(timeout=timeout)
+    click.echo(f"Elasticsearch {node.version} is up at {url} (home {node.home})")
+
+
+@elasticsearch.command("stop")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+def es_stop(node: nodes.ElasticsearchNode) -> None:
+    """Stop the local Elasticsearch node."""
+    if node.stop():
+        click.echo("Elasticsearch stopped.")
+    else:
+        click.echo("No local Elasticsearch node was running.")
+
+
+@elasticsearch.command("status")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+def es_status(node: nodes.ElasticsearchNode) -> None:
+    """Print pid, version and health of the local Elasticsearch node."""
+    for name, value in node.status().items():
+        click.echo(f"{name + ':':<9} {value}")
 
 
 # ---- evaluation and benchmarks -----------------------------------------------------------------

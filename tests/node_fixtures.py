@@ -1,6 +1,9 @@
-"""A real OpenSearch node for integration tests: OPENSEARCH_URL when set, else the embedded one.
+"""Real nodes for integration tests: a URL from the environment when set, else a local node.
 
-Integration tests fail, never skip, when no node can be had.
+OpenSearch: OPENSEARCH_URL or the embedded node on DOTBRIDGE_TEST_PORT (9250). Elasticsearch:
+ELASTICSEARCH_URL or a local node on DOTBRIDGE_TEST_ES_PORT (9251). A secured OpenSearch node
+(TLS, users, roles) on DOTBRIDGE_TEST_SECURE_PORT (9252), with certificates and users generated
+anew for each test session. Integration tests fail, never skip, when no node can be had.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from opensearchpy import OpenSearch
 from bridge.client import connect
 from bridge.config import ConnectionSettings
 from bridge.errors import DotbridgeError
-from bridge.local_node import LocalNode
+from bridge.nodes import ElasticsearchNode, LocalNode
 
 TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_PORT", "9250"))
+ES_TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_ES_PORT", "9251"))
+SECURE_TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_SECURE_PORT", "9252"))
+TEST_HEAP = os.environ.get("DOTBRIDGE_TEST_HEAP", "1g")
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +32,7 @@ def opensearch_settings(request: pytest.FixtureRequest) -> Iterator[ConnectionSe
     if os.environ.get("OPENSEARCH_URL"):
         settings = ConnectionSettings.from_env()
     else:
-        node = LocalNode(port=TEST_PORT, heap=os.environ.get("DOTBRIDGE_TEST_HEAP", "1g"))
+        node = LocalNode(port=TEST_PORT, heap=TEST_HEAP)
         started_here = node.running_pid() is None  # else: a node of an earlier run, left up
         try:
             url = node.start()
@@ -39,18 +45,22 @@ def opensearch_settings(request: pytest.FixtureRequest) -> Iterator[ConnectionSe
         pytest.fail(f"no OpenSearch node for the integration tests: {exc.message}")
     info = client.info()
     plugins = client.cat.plugins(v=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        # Into the log, past pytest's capture: which node the integration tests talk to.
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(
-                f"\nOpenSearch {info['version']['number']} at {settings.url}; "
-                f"_cat/plugins:\n{plugins}"
-            )
+    _report(
+        request,
+        f"OpenSearch {info['version']['number']} at {settings.url}; _cat/plugins:\n{plugins}",
+    )
     yield settings
     if node is not None and started_here:
         node.stop()
+
+
+def _report(request: pytest.FixtureRequest, line: str) -> None:
+    """Into the log, past pytest's capture: which node the integration tests talk to."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\n{line}")
 
 
 @pytest.fixture
@@ -58,10 +68,98 @@ def os_client(opensearch_settings: ConnectionSettings) -> OpenSearch:
     return connect(opensearch_settings)
 
 
+def _unique_name(request: pytest.FixtureRequest) -> str:
+    name = f"test-{request.node.name.lower()[:40]}-{uuid.uuid4().hex[:8]}"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
 @pytest.fixture
 def index_name(os_client: OpenSearch, request: pytest.FixtureRequest) -> Iterator[str]:
     """A unique index name for one test, deleted afterwards."""
-    name = f"test-{request.node.name.lower()[:40]}-{uuid.uuid4().hex[:8]}"
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+    name = _unique_name(request)
     yield name
     os_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_settings(request: pytest.FixtureRequest) -> Iterator[ConnectionSettings]:
+    """A real Elasticsearch: ELASTICSEARCH_URL when set, else a local node started once."""
+    from elasticsearch import Elasticsearch
+    from elasticsearch import TransportError as ESTransportError
+    from elasticsearch.exceptions import ApiError
+
+    node = None
+    started_here = False
+    if os.environ.get("ELASTICSEARCH_URL"):
+        settings = ConnectionSettings(url=os.environ["ELASTICSEARCH_URL"])
+    else:
+        node = ElasticsearchNode(port=ES_TEST_PORT, heap=TEST_HEAP)
+        started_here = node.running_pid() is None
+        try:
+            settings = ConnectionSettings(url=node.start())
+        except DotbridgeError as exc:
+            pytest.fail(f"no Elasticsearch node for the integration tests: {exc.message}")
+    try:
+        # Not info(): `GET /` answers 405 on the integration-test distribution.
+        health = Elasticsearch(settings.url).cluster.health()
+        nodes = Elasticsearch(settings.url).nodes.info(node_id="_all", metric="jvm")
+    except (ApiError, ESTransportError) as exc:
+        pytest.fail(f"no Elasticsearch answers at {settings.url} for the integration tests: {exc}")
+    versions = sorted({(n["version"], n["jvm"]["version"]) for n in nodes["nodes"].values()})
+    _report(
+        request,
+        f"Elasticsearch {versions} (version, java) at {settings.url}; health {health['status']}",
+    )
+    yield settings
+    if node is not None and started_here:
+        node.stop()
+
+
+@pytest.fixture
+def es_client(elasticsearch_settings: ConnectionSettings):
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(elasticsearch_settings.url)
+
+
+@pytest.fixture
+def es_index(es_client, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A unique Elasticsearch index name for one test, deleted afterwards."""
+    name = _unique_name(request)
+    yield name
+    es_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="session")
+def secure_node(request: pytest.FixtureRequest) -> Iterator[LocalNode]:
+    """A secured OpenSearch node with a CA, certificates and users made for this session."""
+    node = LocalNode(port=SECURE_TEST_PORT, heap=TEST_HEAP, secure=True)
+    try:
+        node.stop()  # one left up by an earlier session has that session's secrets
+        node.reset()
+        node.start(timeout=300)
+    except DotbridgeError as exc:
+        pytest.fail(f"no secured OpenSearch node for the integration tests: {exc.message}")
+    _report(request, f"secured OpenSearch at {node.url}; CA {node.credentials.ca}")
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_settings(secure_node: LocalNode) -> ConnectionSettings:
+    """The generated admin user's settings for the secured node (CA, user, password)."""
+    return secure_node.connection_settings("admin")
+
+
+@pytest.fixture(scope="session")
+def reader_settings(secure_node: LocalNode) -> ConnectionSettings:
+    """The generated read-only user's settings for the secured node."""
+    return secure_node.connection_settings("reader")
+
+
+@pytest.fixture
+def secure_index(secure_settings: ConnectionSettings, request: pytest.FixtureRequest):
+    """A unique index name on the secured node, deleted afterwards."""
+    name = _unique_name(request)
+    yield name
+    connect(secure_settings).indices.delete(index=name, ignore_unavailable=True)

@@ -224,5 +224,5 @@ def test_a_cluster_error_after_connecting_is_one_sentence(
         main, ["search", long_query, "--index", index_name, "--mode", "bm25"], env=env
     )
     message = one_sentence(result)
-    assert "The cluster refused a request (HTTP 400" in message
+    assert "refused the request (HTTP 400" in message and "check the index name" in message
     assert "index_closed_exception" in message

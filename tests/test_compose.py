@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from bridge.local_node import DEFAULT_VERSION
+from bridge.nodes.opensearch import DEFAULT_VERSION
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 

@@ -1,19 +1,29 @@
-"""Connection settings: from env and flags, TLS on by default, and no password ever shown."""
+"""Connection settings: env and flags, timeouts that hold, and no password ever shown."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.client import connect
-from bridge.config import DEFAULT_URL, ConnectionSettings
-from bridge.errors import ConnectionFailed
+from bridge.client import ClusterTimeout, connect
+from bridge.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_URL, ConnectionSettings
+from bridge.errors import BadInput, ConnectionFailed
+from tests.silent_server import full_backlog, silent_server
 
 
 def test_defaults_and_env(monkeypatch):
     for var in ("OPENSEARCH_URL", "OPENSEARCH_USER", "OPENSEARCH_PASSWORD", "OPENSEARCH_CA_CERTS"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("OPENSEARCH_TIMEOUT", raising=False)
+    monkeypatch.delenv("OPENSEARCH_CONNECT_TIMEOUT", raising=False)
     monkeypatch.delenv("OPENSEARCH_VERIFY_CERTS", raising=False)
     settings = ConnectionSettings.from_env()
     assert settings.url == DEFAULT_URL and settings.verify_certs
@@ -52,3 +62,147 @@ def test_cli_never_prints_the_password():
     assert "s3cret-pw" not in result.output
     help_text = CliRunner().invoke(main, ["search", "--help"], env=env).output
     assert "s3cret-pw" not in help_text
+
+
+# ---- timeouts, passwords and the process list: real sockets, no search engine needed ---------
+
+
+def test_server_that_never_answers_is_reported_within_the_read_timeout():
+    with silent_server() as server:
+        start = time.monotonic()
+        url = f"http://127.0.0.1:{server.port}"
+        args = ["opensearch", "status", "--url", url, "--timeout", "1.5"]
+        result = CliRunner().invoke(main, args)
+        waited = time.monotonic() - start
+        accepted = server.accepted
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert line == (
+        f"Error: http://127.0.0.1:{server.port} accepted the connection but sent no answer "
+        "within 1.5 s: check that it is a healthy OpenSearch node, or raise --timeout."
+    )
+    # One connection, one wait: a timeout is not retried (it was 6 x 60 s before).
+    assert accepted == 1
+    assert waited >= 1.5
+
+
+def test_connect_timeout_is_its_own_sentence_and_not_retried(monkeypatch):
+    monkeypatch.setenv("OPENSEARCH_CONNECT_TIMEOUT", "1")
+    with full_backlog() as port:
+        settings = ConnectionSettings.from_env(url=f"http://127.0.0.1:{port}")
+        start = time.monotonic()
+        with pytest.raises(ClusterTimeout) as err:
+            connect(settings)
+        waited = time.monotonic() - start
+    assert err.value.message == (
+        f"Nothing at http://127.0.0.1:{port} accepted a connection within 1 s: check the URL "
+        "and the network, or raise --connect-timeout."
+    )
+    assert waited < 1 + 1  # one connect timeout, not six
+
+
+def test_timeouts_from_env_and_flags(monkeypatch):
+    monkeypatch.setenv("OPENSEARCH_TIMEOUT", "7.5")
+    settings = ConnectionSettings.from_env()
+    assert (settings.timeout, settings.connect_timeout) == (7.5, DEFAULT_CONNECT_TIMEOUT)
+    assert ConnectionSettings.from_env(connect_timeout=3.0).connect_timeout == 3.0
+    monkeypatch.setenv("OPENSEARCH_TIMEOUT", "soon")
+    with pytest.raises(BadInput, match="OPENSEARCH_TIMEOUT='soon' is not a number of seconds"):
+        ConnectionSettings.from_env()
+
+
+def test_there_is_no_password_flag_and_no_password_in_the_url_flag(monkeypatch):
+    monkeypatch.delenv("OPENSEARCH_PASSWORD", raising=False)
+    result = CliRunner().invoke(main, ["opensearch", "status", "--password", "s3cret-pw"])
+    assert result.exit_code == 2 and "No such option '--password'" in result.output
+    url = "http://admin:s3cret-pw@127.0.0.1:9"
+    result = CliRunner().invoke(main, ["opensearch", "status", "--url", url])
+    assert result.exit_code == 1
+    assert "--url carries a password" in result.output and "s3cret-pw" not in result.output
+
+
+def test_user_without_password_and_without_a_terminal_is_told_to_set_it(monkeypatch):
+    monkeypatch.delenv("OPENSEARCH_PASSWORD", raising=False)
+    result = CliRunner().invoke(
+        main, ["opensearch", "status", "--url", "http://127.0.0.1:9", "--user", "admin"]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: User 'admin' has no password: set OPENSEARCH_PASSWORD (dotbridge asks for it "
+        "only on a terminal, and takes no password flag)."
+    )
+
+
+def test_with_password_asks_the_prompt_only_when_needed():
+    asked = []
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        return "typed-pw"
+
+    given = ConnectionSettings(user="admin", password="env-pw").with_password(prompt)
+    assert given.password == "env-pw" and not asked
+    assert ConnectionSettings().with_password(prompt).password is None and not asked
+    typed = ConnectionSettings(user="admin", url="https://h:9200").with_password(prompt)
+    assert typed.password == "typed-pw"
+    assert asked == ["Password for admin at https://h:9200"]
+
+
+def test_password_is_not_in_any_process_command_line():
+    """While a CLI subprocess waits on a connection, no /proc/*/cmdline holds the password."""
+    password = f"pw-{uuid.uuid4().hex}"
+    with silent_server() as server:
+        env = {
+            **os.environ,
+            "OPENSEARCH_URL": f"http://127.0.0.1:{server.port}",
+            "OPENSEARCH_USER": "admin",
+            "OPENSEARCH_PASSWORD": password,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "opensearch", "status", "--timeout", "20"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while server.accepted == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.accepted == 1, "the CLI never connected"
+            own = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+            assert b"bridge" in own
+            holders = [
+                entry.name
+                for entry in Path("/proc").iterdir()
+                if entry.name.isdigit() and password.encode() in _cmdline(entry)
+            ]
+            assert holders == []
+        finally:
+            proc.kill()
+            out, err = proc.communicate()
+    assert password.encode() not in out + err
+
+
+def _cmdline(entry: Path) -> bytes:
+    try:
+        return (entry / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_describe_failure_without_settings_names_no_url_or_timeout():
+    """The CLI's outer boundary may have no settings at hand: the sentence still holds."""
+    from opensearchpy.exceptions import ConnectionError as OSConnectionError
+
+    from bridge.client import describe_failure
+
+    with silent_server() as server:
+        settings = ConnectionSettings(url=f"http://127.0.0.1:{server.port}", timeout=0.5)
+        with pytest.raises(OSConnectionError) as raised:
+            connect(settings, check=False).info()
+    error = describe_failure(raised.value)
+    assert isinstance(error, ClusterTimeout)
+    assert error.message == (
+        "The cluster accepted the connection but sent no answer in time: check that it is a "
+        "healthy OpenSearch node, or raise --timeout."
+    )

@@ -211,7 +211,7 @@ def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_enco
 
     from bridge.client import connect
     from bridge.config import ConnectionSettings
-    from bridge.local_node import LocalNode
+    from bridge.nodes import LocalNode
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bridge import local_node
 from bridge.errors import NodeError
-from bridge.local_node import LocalNode
+from bridge.nodes import LocalNode, files, iter_java_processes, java
+from bridge.nodes import opensearch as opensearch_node
+from tests.mirror import serve_directory
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +70,11 @@ def test_warm_start_needs_no_network_and_stop_leaves_no_process(opensearch_setti
         url = node.start()
         assert url == node.url
         assert node.running_pid() is not None
-        assert list(local_node.iter_java_processes(node.instance))
+        assert list(iter_java_processes(node.instance))
     finally:
         assert node.stop()
     assert node.running_pid() is None
-    assert list(local_node.iter_java_processes(node.instance)) == []
+    assert list(iter_java_processes(node.instance)) == []
 
 
 def test_node_that_does_not_come_up_shows_its_log(opensearch_settings):
@@ -104,42 +103,37 @@ def test_offline_download_is_a_clear_error(tmp_path):
 
 def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
     """A mirror serving a file whose published checksum does not match: nothing is kept."""
-    knn = local_node.artifacts("3.5.0")[1]
+    knn = opensearch_node.artifacts("3.5.0")[1]
     mirror = tmp_path / "mirror"
     target = mirror / knn.path
     target.parent.mkdir(parents=True)
     target.write_bytes(b"not the real plugin")
     Path(f"{target}.sha512").write_text(hashlib.sha512(b"something else").hexdigest())
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(mirror))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        node = LocalNode(root=tmp_path / "home", maven_url=f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setattr(local_node, "artifacts", lambda version: (knn,))
+    with serve_directory(mirror) as url:
+        node = LocalNode(root=tmp_path / "home", maven_url=url)
+        monkeypatch.setattr(opensearch_node, "artifacts", lambda version: (knn,))
         with pytest.raises(NodeError, match="does not match its sha512 checksum"):
             node.fetch()
         assert not (node.downloads / knn.filename).exists()
         # With the right checksum published, the same file is accepted.
         Path(f"{target}.sha512").write_text(hashlib.sha512(b"not the real plugin").hexdigest())
         assert node.fetch()[0].read_bytes() == b"not the real plugin"
-    finally:
-        server.shutdown()
 
 
 def test_too_little_disk_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(local_node, "MIN_FREE_BYTES", 1 << 60)
+    monkeypatch.setattr(files, "MIN_FREE_BYTES", 1 << 60)
     with pytest.raises(NodeError, match="GB free"):
         LocalNode(root=tmp_path).fetch()
 
 
 def test_no_usable_java_is_a_clear_error(tmp_path):
     with pytest.raises(NodeError, match="No usable Java 99"):
-        local_node.find_java(99, tmp_path)
+        java.find_java(99, tmp_path)
 
 
 def test_unknown_version_lists_the_known_ones():
     with pytest.raises(NodeError, match="3.5.0"):
-        local_node.artifacts("9.9.9")
+        opensearch_node.artifacts("9.9.9")
 
 
 def _free_port() -> int:
