@@ -6,13 +6,13 @@ stages, with the same bodies, fusion and scores as `dotbridge search`:
 
 - rerank: the query's global top N (sorted by score, then doc id), re-scored exactly by the
   `knn_score` script over exactly those ids; the page is cut from that ranking;
-- hybrid: each sub-query's top `depth` in one `_msearch`, fused (RRF, or min-max linear), the
+- hybrid: each sub-query's top `depth` (concurrent searches), fused (RRF, or min-max linear), the
   page fetched by id with the caller's display options (highlight, fields, version...).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bridge.gateway.discover import mode_body, typed_text
-from bridge.gateway.errors import BadRequest, UpstreamError
+from bridge.gateway.errors import BadRequest
 from bridge.gateway.models import IndexInfo
 from bridge.gateway.responses import search_response
 from bridge.gateway.rewrite import (
@@ -89,19 +89,10 @@ class Call:
             "POST", f"/{self.raw_target}/_search", self.caller, body, params=self.kept(*extra)
         )
 
-    async def msearch(self, bodies: list[dict], *extra: str) -> list[dict]:
-        lines: list[dict] = []
-        for body in bodies:
-            lines += [{}, body]
-        resp = await self.upstream.call(
-            "POST",
-            f"/{self.raw_target}/_msearch",
-            self.caller,
-            lines,
-            params=self.kept(*extra),
-            ndjson=True,
-        )
-        return resp["responses"]
+    async def searches(self, bodies: list[dict], *extra: str) -> list[dict]:
+        """Several searches at once (concurrent `_search` requests take every query-string
+        parameter, which `_msearch` does not)."""
+        return list(await asyncio.gather(*(self.search(body, *extra) for body in bodies)))
 
 
 @dataclass(frozen=True)
@@ -195,11 +186,7 @@ async def fused(
             query = {"neural": {field: {"k": depth, **params}}}
         query = replace_neural(with_filter(query, hybrid.filter), vectors, info.spec.vector_field)
         bodies.append(first_stage(body, query, depth, aggregations=i == 0))
-    responses = await call.msearch(bodies, "typed_keys")
-    for resp in responses:
-        if "error" in resp:  # the cluster's own error for that sub-search, passed on
-            status = int(resp.get("status", 500))
-            raise UpstreamError(status, json.dumps(resp).encode(), {})
+    responses = await call.searches(bodies, "typed_keys")
     runs = []
     for resp, is_dense in zip(responses, dense, strict=True):
         hits = resp["hits"]["hits"]

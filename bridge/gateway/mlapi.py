@@ -17,8 +17,9 @@ import numpy as np
 
 from bridge.gateway.errors import BadRequest
 from bridge.gateway.models import IndexResolver, NotDotbridge, ServedModel
+from bridge.gateway.rewrite import query_text
 from bridge.gateway.upstream import Upstream
-from bridge.search.bodies import check_query, ids_body
+from bridge.search.bodies import ids_body
 from bridge.search.scores import similarities
 
 MAX_INPUTS = 10_000
@@ -41,7 +42,7 @@ def rerank_request(body: Any) -> tuple[str, list[str], int]:
     """(query, document ids, top_n) of a rerank request; BadRequest naming what is missing."""
     if not isinstance(body, dict):
         raise BadRequest('The rerank request must be a JSON object with "query" and "documents".')
-    query = check_query(body.get("query"))
+    query = query_text(body.get("query"))
     documents = body.get("documents")
     if not (isinstance(documents, list) and all(isinstance(d, str | int) for d in documents)):
         raise BadRequest('The rerank request needs "documents": a list of document ids.')

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bridge.config import FUSIONS, MAX_RESULTS
+from bridge.errors import BadInput
 from bridge.gateway.errors import BadRequest
 from bridge.search.bodies import check_query, floats, knn_query
 from bridge.search.fusion import check_weight
@@ -135,7 +136,7 @@ def check_neural(field: str, params: dict) -> str:
         )
     if "k" in params:
         check_count(f"neural k on {field!r}", params["k"])
-    return check_query(params["query_text"])
+    return query_text(params["query_text"])
 
 
 def replace_neural(body: Any, vectors: Mapping[str, np.ndarray], vector_field: str) -> Any:
@@ -240,11 +241,11 @@ def rerank_text(body: dict) -> str | None:
             'ext.rerank needs a query_context: {"query_text": "..."} or {"query_text_path": ...}.'
         )
     if "query_text" in context:
-        return check_query(context["query_text"])
+        return query_text(context["query_text"])
     path = context.get("query_text_path")
     if not isinstance(path, str) or not path:
         raise BadRequest("ext.rerank.query_context needs query_text or query_text_path.")
-    return check_query(value_at(body, path))
+    return query_text(value_at(body, path))
 
 
 def value_at(body: Any, path: str) -> Any:
@@ -335,6 +336,14 @@ def paging(body: dict, params: Mapping[str, str]) -> tuple[int, int]:
     if start + size > MAX_RESULTS:
         raise BadRequest(f"from + size must be at most {MAX_RESULTS}, got {start + size}.")
     return start, size
+
+
+def query_text(value: Any) -> str:
+    """A query text as dotbridge search checks it, refused as a bad request."""
+    try:
+        return check_query(value)
+    except BadInput as exc:
+        raise BadRequest(exc.message) from None
 
 
 def check_count(name: str, value: Any) -> None:
