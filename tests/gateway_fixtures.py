@@ -23,9 +23,7 @@ HTTP = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(to
 
 
 def free_port() -> int:
-    """DOTBRIDGE_GATEWAY_TEST_PORT when set, else a port the OS says is free on loopback."""
-    if os.environ.get("DOTBRIDGE_GATEWAY_TEST_PORT"):
-        return int(os.environ["DOTBRIDGE_GATEWAY_TEST_PORT"])
+    """A port the OS says is free on loopback."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -94,7 +92,11 @@ def gateway_url(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     log = tmp_path_factory.mktemp("gateway") / "serve.log"
-    proc, url = start_gateway(opensearch_settings, tiny_model_dir, log, "--meta-ttl", "1")
+    # DOTBRIDGE_GATEWAY_TEST_PORT pins the session gateway's port (else any free one).
+    port = int(os.environ.get("DOTBRIDGE_GATEWAY_TEST_PORT") or 0) or None
+    proc, url = start_gateway(
+        opensearch_settings, tiny_model_dir, log, "--meta-ttl", "1", port=port
+    )
     try:
         wait_ready(proc, url, log)
         yield url

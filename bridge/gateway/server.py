@@ -101,7 +101,10 @@ async def _serve(settings, options: GatewayOptions, models, say) -> None:
     upstream = Upstream(settings)
     resolver = IndexResolver(upstream, models, ttl=options.meta_ttl)
     app = create_app(upstream, models, resolver)
-    runner = web.AppRunner(app, access_log=log if options.access_log else None)
+    # Bodies pass through as sent: a gzipped bulk stays gzipped (searches are decoded to read).
+    runner = web.AppRunner(
+        app, access_log=log if options.access_log else None, auto_decompress=False
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
