@@ -18,6 +18,15 @@ import urllib3
 
 from bridge.config import ConnectionSettings
 
+# shared/ sits beside the checkout (its worktrees are one level deeper).
+SCIFACT = next(
+    (
+        parent / "shared/datasets/scifact"
+        for parent in Path(__file__).resolve().parents
+        if (parent / "shared/datasets/scifact").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared/datasets/scifact",
+)
 START_TIMEOUT = 180.0
 HTTP = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(total=120))
 
@@ -128,3 +137,54 @@ def request(
 
 def answer(resp: urllib3.BaseHTTPResponse) -> Any:
     return json.loads(resp.data) if resp.data else None
+
+
+def read_jsonl(path: Path, limit: int) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if len(rows) == limit:
+                break
+    return rows
+
+
+def dotbridge_index(client, encoder, n_docs: int) -> Iterator[str]:
+    """SciFact's first documents in a dotbridge index (2 shards) with its per-mode aliases;
+    deleted afterwards."""
+    import uuid
+
+    from opensearchpy.helpers import bulk
+
+    import mappings
+    from bridge.gateway.aliases import mode_aliases
+    from bridge.indexes import IndexSpec
+
+    name = f"test-gateway-{uuid.uuid4().hex[:8]}"
+    corpus = read_jsonl(SCIFACT / "corpus.jsonl", n_docs)
+    vectors = encoder.encode_passages([f"{d['title']} {d['text']}" for d in corpus])
+    body = mappings.index_body(
+        dimension=encoder.dim,
+        similarity=encoder.similarity,
+        meta=IndexSpec.of(encoder).meta(),
+        shards=2,
+    )
+    client.indices.create(index=name, body=body)
+    try:
+        actions = (
+            {
+                "_index": name,
+                "_id": d["_id"],
+                "doc_id": d["_id"],
+                "title": d["title"],
+                "text": d["text"],
+                "vector": v.tolist(),
+            }
+            for d, v in zip(corpus, vectors, strict=True)
+        )
+        bulk(client, actions)
+        client.indices.refresh(index=name)
+        mode_aliases(client, name)
+        yield name
+    finally:
+        client.indices.delete(index=name, ignore_unavailable=True)

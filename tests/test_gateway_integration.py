@@ -11,51 +11,38 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from opensearchpy import OpenSearch
-from opensearchpy.helpers import bulk
 
 import mappings
 from bridge.cli import main
 from bridge.client import connect
 from bridge.config import ConnectionSettings
 from bridge.encoder import Encoder
-from bridge.gateway.aliases import mode_aliases
 from bridge.indexes import IndexSpec
 from bridge.search import make_searcher, to_similarity
 from bridge.search.bodies import bm25_query
 from mappings import Similarity
 from tests import discover_bodies
-from tests.gateway_fixtures import answer, request, start_gateway, stop, wait_ready
+from tests.gateway_fixtures import (
+    SCIFACT,
+    answer,
+    dotbridge_index,
+    read_jsonl,
+    request,
+    start_gateway,
+    stop,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
-# shared/ sits beside the checkout (its worktrees are one level deeper).
-SCIFACT = next(
-    (
-        parent / "shared/datasets/scifact"
-        for parent in Path(__file__).resolve().parents
-        if (parent / "shared/datasets/scifact").is_dir()
-    ),
-    Path(__file__).resolve().parents[2] / "shared/datasets/scifact",
-)
 N_DOCS = 600
 QUERIES = 6
-
-
-def _jsonl(path: Path, limit: int) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            rows.append(json.loads(line))
-            if len(rows) == limit:
-                break
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -71,42 +58,13 @@ def encoder(tiny_model_dir) -> Encoder:
 
 @pytest.fixture(scope="module")
 def queries() -> list[str]:
-    return [row["text"] for row in _jsonl(SCIFACT / "queries.jsonl", QUERIES)]
+    return [row["text"] for row in read_jsonl(SCIFACT / "queries.jsonl", QUERIES)]
 
 
 @pytest.fixture(scope="module")
 def index(client, encoder) -> Iterator[str]:
     """SciFact's first N_DOCS in a dotbridge index on 2 shards, with its per-mode aliases."""
-    name = f"test-gateway-{uuid.uuid4().hex[:8]}"
-    corpus = _jsonl(SCIFACT / "corpus.jsonl", N_DOCS)
-    vectors = encoder.encode_passages([f"{d['title']} {d['text']}" for d in corpus])
-    body = mappings.index_body(
-        dimension=encoder.dim,
-        similarity=encoder.similarity,
-        meta=IndexSpec.of(encoder).meta(),
-        shards=2,
-    )
-    client.indices.create(index=name, body=body)
-    try:
-        bulk(
-            client,
-            (
-                {
-                    "_index": name,
-                    "_id": d["_id"],
-                    "doc_id": d["_id"],
-                    "title": d["title"],
-                    "text": d["text"],
-                    "vector": v.tolist(),
-                }
-                for d, v in zip(corpus, vectors, strict=True)
-            ),
-        )
-        client.indices.refresh(index=name)
-        mode_aliases(client, name)
-        yield name
-    finally:
-        client.indices.delete(index=name, ignore_unavailable=True)
+    yield from dotbridge_index(client, encoder, N_DOCS)
 
 
 def search(base: str, target: str, body: dict, params: str = "") -> dict:
@@ -203,7 +161,7 @@ def test_opensearch_py_ingests_and_searches_through_the_gateway(
     from ingest.pipeline import ingest_corpus
 
     corpus = tmp_path / "corpus.jsonl"
-    rows = _jsonl(SCIFACT / "corpus.jsonl", 40)
+    rows = read_jsonl(SCIFACT / "corpus.jsonl", 40)
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
     through = connect(ConnectionSettings(url=gateway_url))
     stats = ingest_corpus(
