@@ -51,10 +51,10 @@ SMALL_BODY = 1 << 20
 
 
 def forward_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
-    """A pass-through request's headers: all but the hop-by-hop ones and Host."""
-    return CIMultiDict(
-        (k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "host"
-    )
+    """A pass-through request's headers: all but the hop-by-hop ones, Host, and Expect (the
+    gateway already answered the caller's `100-continue` and has the body)."""
+    dropped = HOP_BY_HOP | {"host", "expect"}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
 
 
 def caller_headers(headers: Mapping[str, str]) -> dict[str, str]:
