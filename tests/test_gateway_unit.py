@@ -330,3 +330,17 @@ def test_a_failing_encode_reaches_every_waiting_request():
     finally:
         batcher.close()
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_print_connectors_needs_no_cluster_and_no_model_load():
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    args = ["serve", "--print-connectors", "--model", "/models/tiny", "--index", "scifact"]
+    args += ["--public-url", "http://10.0.0.5:9201", "--url", "http://127.0.0.1:1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "http://10.0.0.5:9201/_dotbridge/models/tiny/_embed" in result.output
+    assert "http://10.0.0.5:9201/_dotbridge/rerank/scifact" in result.output
+    assert "dotbridge aliases scifact" in result.output
