@@ -107,6 +107,7 @@ class Forward:
 async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forward | dict | None:
     """The caller's search with its dotbridge features; None: nothing for the gateway to do
     (a per-mode name searched without typed text), so the search passes through."""
+    began = time.perf_counter()  # `took` counts encoding too
     start, size = paging(body, call.params)
     drop: tuple[str, ...] = ()
     if mode is not None:
@@ -137,7 +138,6 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
     if "scroll" in call.params:
         raise BadRequest("A rerank or hybrid search cannot scroll: page with from and size.")
     check_staged(body, "ext.rerank" if rerank is not None else "A hybrid query")
-    began = time.perf_counter()
     ranked, first = None, None
     if hybrid is not None:
         ranked, first = await fused(call, info, body, hybrid, opts, vectors, start + size)
