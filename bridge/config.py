@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bridge.indexes import IndexSpec
 
 DEFAULT_URL = "http://127.0.0.1:9200"
+DEFAULT_GATEWAY_PORT = 9210  # `dotbridge serve`; beside OpenSearch 9200, Elasticsearch 9201
 DEFAULT_TIMEOUT = 60.0  # seconds to wait for an answer once connected
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to wait for a connection
 # The seed checkpoint: DistilBERT, CLS vector, raw dot product (arXiv 2010.02666).

@@ -78,7 +78,14 @@ def read_spec(client: OpenSearch, index: str) -> IndexSpec | None:
     except NotFoundError:
         return None
     (body,) = mapping.values()
-    mappings = body.get("mappings", {})
+    return spec_from_mapping(index, body.get("mappings", {}))
+
+
+def spec_from_mapping(index: str, mappings: dict[str, Any]) -> IndexSpec:
+    """The spec in one index's `mappings` (a `_mapping` response's body); pure.
+
+    The gateway reads mappings itself (with its caller's credentials) and shares this check.
+    """
     meta = mappings.get("_meta") or {}
     if META_KEY not in meta:
         raise IndexMismatch(

@@ -104,16 +104,24 @@ def bm25_texts(
         if len(query) <= RAW_QUERY_MAX_CHARS:
             out.append((query, None))
             continue
-        resp = client.indices.analyze(
-            index=index, body={"field": TEXT_FIELDS[-1], "text": query[:ANALYZE_MAX_CHARS]}
-        )
-        tokens = [t["token"] for t in resp.get("tokens", [])]
-        terms = cap_terms(tokens)
-        if len(terms) < len(tokens):
-            log.info("long query: %d tokens cut to %d distinct ones", len(tokens), len(terms))
-        # The tokens are analysed already: split them on spaces only, as they are.
-        out.append((" ".join(terms), "whitespace"))
+        resp = client.indices.analyze(index=index, body=analyze_body(query))
+        out.append(capped_text(resp))
     return out
+
+
+def analyze_body(query: str) -> dict:
+    """The `_analyze` request for a long query: its first ANALYZE_MAX_CHARS as the text field."""
+    return {"field": TEXT_FIELDS[-1], "text": query[:ANALYZE_MAX_CHARS]}
+
+
+def capped_text(analyzed: dict) -> tuple[str, str]:
+    """(text, analyzer) for BM25 from an `_analyze` response: at most MAX_QUERY_TERMS tokens."""
+    tokens = [t["token"] for t in analyzed.get("tokens", [])]
+    terms = cap_terms(tokens)
+    if len(terms) < len(tokens):
+        log.info("long query: %d tokens cut to %d distinct ones", len(tokens), len(terms))
+    # The tokens are analysed already: split them on spaces only, as they are.
+    return " ".join(terms), "whitespace"
 
 
 def search_error(index: str, error: Any) -> DotbridgeError:

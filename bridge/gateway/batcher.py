@@ -1,0 +1,161 @@
+"""Micro-batching: concurrent requests share one encoder through batches on its own thread.
+
+The event loop never runs the model. Each request puts its texts on a queue and awaits a
+future; one worker thread per model takes everything that queued up while the previous batch
+ran (up to `max_batch` texts, after waiting `max_wait` seconds for more when asked), encodes it
+in one call, and hands each request its rows. Pass-through traffic keeps flowing meanwhile:
+torch releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KINDS = ("query", "passage")
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    kind: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+
+@dataclass
+class BatchStats:
+    """What the worker did: batches run, texts encoded, the largest batch, requests served."""
+
+    batches: int = 0
+    texts: int = 0
+    requests: int = 0
+    largest: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, requests: int, texts: int) -> None:
+        with self.lock:
+            self.batches += 1
+            self.requests += requests
+            self.texts += texts
+            self.largest = max(self.largest, texts)
+
+    def as_dict(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "batches": self.batches,
+                "requests": self.requests,
+                "texts": self.texts,
+                "largest_batch": self.largest,
+            }
+
+
+class MicroBatcher:
+    """`await encode(texts, kind)` from any coroutine; one thread runs the model in batches.
+
+    `encoders` maps a kind ("query" or "passage") to a function of a list of texts returning
+    float32 rows in input order (an Encoder's `encode_queries` / `encode_passages`).
+    """
+
+    def __init__(
+        self,
+        encoders: dict[str, Callable[[list[str]], np.ndarray]],
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.0,
+        name: str = "encoder",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_wait < 0:
+            raise ValueError(f"max_wait must be 0 or more seconds, got {max_wait}")
+        unknown = set(encoders) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds {sorted(unknown)}; choose from: {', '.join(KINDS)}")
+        self.encoders = encoders
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.stats = BatchStats()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name=f"dotbridge-{name}", daemon=True)
+        self._thread.start()
+
+    async def encode(self, texts: Sequence[str], kind: str = "query") -> np.ndarray:
+        """The texts' vectors, shape (len(texts), dim), computed in a shared batch."""
+        if kind not in self.encoders:
+            raise ValueError(f"unknown kind {kind!r}; choose one of: {', '.join(self.encoders)}")
+        loop = asyncio.get_running_loop()
+        job = _Job(list(texts), kind, loop, loop.create_future())
+        if not job.texts:
+            raise ValueError("nothing to encode: give at least one text")
+        self._queue.put(job)
+        return await job.future
+
+    def close(self) -> None:
+        """Stop the worker after the jobs already queued."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    # ---- the worker thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs, stop = self._collect(first)
+            for kind in {job.kind for job in jobs}:
+                self._run([job for job in jobs if job.kind == kind], kind)
+            if stop:
+                return
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first job plus whatever else is queued, up to max_batch texts."""
+        jobs, count = [first], len(first.texts)
+        deadline = time.monotonic() + self.max_wait
+        while count < self.max_batch:
+            timeout = deadline - time.monotonic()
+            try:
+                job = self._queue.get_nowait() if timeout <= 0 else self._queue.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            count += len(job.texts)
+        return jobs, False
+
+    def _run(self, jobs: list[_Job], kind: str) -> None:
+        # One forward pass for the distinct texts of every job: a text asked twice is encoded once.
+        distinct = list(dict.fromkeys(text for job in jobs for text in job.texts))
+        try:
+            vectors = self.encoders[kind](distinct)
+        except Exception as exc:  # handed to the waiting requests, which report it
+            log.warning("encoding a batch of %d texts failed: %s", len(distinct), exc)
+            for job in jobs:
+                job.loop.call_soon_threadsafe(_fail, job.future, exc)
+            return
+        row = {text: i for i, text in enumerate(distinct)}
+        self.stats.add(len(jobs), len(distinct))
+        for job in jobs:
+            result = vectors[[row[text] for text in job.texts]]
+            job.loop.call_soon_threadsafe(_resolve, job.future, result)
+
+
+def _resolve(future: asyncio.Future, value: np.ndarray) -> None:
+    if not future.done():  # the request may have been cancelled (client gone)
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,224 @@
+"""The cluster behind the gateway: pass-through forwarding and the JSON requests made for a caller.
+
+Every request carries the caller's own headers (credentials included) and nothing of the
+gateway's: the gateway's configured credentials serve only its start-up check. Responses are
+passed back unchanged: status, headers, (compressed) bytes, streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from bridge.config import ConnectionSettings
+from bridge.gateway.errors import UpstreamError, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+# Headers that belong to one connection (RFC 9110 7.6.1), not to the request: never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# A caller's headers that describe its own body or encoding, not itself: dropped on the JSON
+# requests the gateway makes for it (which have bodies and encodings of their own).
+BODY_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "content-encoding", "accept-encoding", "expect"}
+)
+# Headers that change per request without changing who the caller is (not part of a cache key).
+PER_REQUEST_HEADERS = frozenset({"x-opaque-id", "traceparent", "tracestate", "user-agent"})
+# Headers an error response keeps when the gateway passes a cluster's error on.
+ERROR_HEADERS = ("www-authenticate", "x-opaque-id", "content-type")
+STREAM_CHUNK = 1 << 16
+SMALL_BODY = 1 << 20
+
+
+def forward_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """A pass-through request's headers: all but the hop-by-hop ones, Host, and Expect (the
+    gateway already answered the caller's `100-continue` and has the body)."""
+    dropped = HOP_BY_HOP | {"host", "expect"}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
+
+
+def caller_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers that say who the caller is (Authorization, cookies, proxy-auth, tenant,
+    x-opaque-id), for the requests the gateway makes on its behalf."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in HOP_BY_HOP and k.lower() not in BODY_HEADERS
+    }
+
+
+def identity_key(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """What makes two callers the same for a cache: their headers less the per-request ones."""
+    return tuple(
+        sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in PER_REQUEST_HEADERS)
+    )
+
+
+def ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool:
+    """TLS as configured: verified by default (against --ca-certs when given), or not at all."""
+    if not settings.verify_certs:
+        return False
+    return ssl.create_default_context(cafile=settings.ca_certs)
+
+
+class Upstream:
+    """One pooled HTTP client to the cluster, shared by every request of the gateway."""
+
+    def __init__(self, settings: ConnectionSettings, *, pool_size: int = 64) -> None:
+        # Never the URL's user:password part: the gateway lends no credentials to its callers.
+        self.base = settings.safe_url.rstrip("/")
+        self.timeout = settings.timeout
+        self._settings = settings
+        self._pool_size = pool_size
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size, ssl=ssl_context(self._settings), keepalive_timeout=30
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            # The bytes pass through as the cluster sent them (gzip included).
+            auto_decompress=False,
+            # Add nothing the caller did not send.
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            # Cookies a cluster sets belong to one caller: never kept for the next.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.timeout),
+        )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    def url(self, raw_path_qs: str) -> URL:
+        """The cluster URL of a raw (still percent-encoded) path with its query string."""
+        return URL(self.base + raw_path_qs, encoded=True)
+
+    async def forward(
+        self,
+        request: web.Request,
+        body: bytes | None = None,
+        *,
+        raw_path_qs: str | None = None,
+        rewritten: bool = False,
+    ) -> web.StreamResponse:
+        """The caller's request sent on unchanged, and the cluster's answer streamed back
+        unchanged. `body`: the caller's body, already read; with `rewritten`, a JSON body that
+        the gateway wrote in place of the caller's."""
+        assert self.session is not None
+        headers = forward_headers(request.headers)
+        data: Any
+        if body is not None:
+            data = body
+            headers["Content-Length"] = str(len(body))
+            if rewritten:
+                headers.popall("Content-Encoding", None)
+                headers["Content-Type"] = "application/json"
+        elif request.body_exists:
+            data = request.content  # streamed: a bulk body is never held whole
+        else:
+            data = None
+        url = self.url(raw_path_qs if raw_path_qs is not None else request.rel_url.raw_path_qs)
+        try:
+            async with self.session.request(
+                request.method, url, headers=headers, data=data, allow_redirects=False
+            ) as upstream:
+                return await self._relay(request, upstream)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(self.unavailable(exc)) from exc
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        headers = CIMultiDict(
+            (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
+        )
+        length = upstream.content_length
+        if request.method == "HEAD" or (length is not None and length <= SMALL_BODY):
+            body = b"" if request.method == "HEAD" else await upstream.read()
+            response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+            response.headers.clear()
+            response.headers.extend(headers)
+            if request.method == "HEAD" and length is not None:
+                response.headers["Content-Length"] = str(length)
+            return response
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        headers.popall("Content-Length", None)
+        response.headers.extend(headers)
+        if length is not None:
+            response.content_length = length
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        caller: Mapping[str, str],
+        body: Any = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        ndjson: bool = False,
+    ) -> Any:
+        """A JSON request made for a caller (with its headers); the parsed answer.
+
+        UpstreamError carries a cluster's error answer back to the caller as it was;
+        UpstreamUnavailable says that the cluster did not answer.
+        """
+        assert self.session is not None
+        headers = dict(caller)
+        data: bytes | None = None
+        if body is not None:
+            if ndjson:
+                data = b"".join(json.dumps(line).encode() + b"\n" for line in body)
+                headers["Content-Type"] = "application/x-ndjson"
+            else:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+        url = self.url(path)
+        if params:
+            url = url.update_query(params)
+        try:
+            async with self.session.request(
+                method, url, headers=headers, data=data, auto_decompress=True
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 300:
+                    kept = {k: resp.headers[k] for k in ERROR_HEADERS if k in resp.headers}
+                    raise UpstreamError(resp.status, raw, kept)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamUnavailable(self.unavailable(exc)) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamUnavailable(
+                f"The cluster at {self.base} sent an answer that is not JSON to {method} {path}."
+            ) from exc
+
+    def unavailable(self, exc: BaseException) -> str:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return f"The cluster at {self.base} did not answer ({detail}): check that it is up."
