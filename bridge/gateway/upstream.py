@@ -11,7 +11,7 @@ import json
 import logging
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +20,10 @@ from yarl import URL
 
 from bridge.config import ConnectionSettings
 from bridge.gateway.errors import UpstreamError, UpstreamUnavailable
+from bridge.search.bodies import engine
+
+if TYPE_CHECKING:
+    from bridge.backends import Backend
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +86,17 @@ def ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool:
 
 
 class Upstream:
-    """One pooled HTTP client to the cluster, shared by every request of the gateway."""
+    """One pooled HTTP client to the cluster, shared by every request of the gateway; `backend`
+    is the cluster's engine, whose syntax the rewritten searches use (OpenSearch by default)."""
 
-    def __init__(self, settings: ConnectionSettings, *, pool_size: int = 64) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        pool_size: int = 64,
+        backend: Backend | None = None,
+    ) -> None:
+        self.backend = engine(backend)
         # Never the URL's user:password part: the gateway lends no credentials to its callers.
         self.base = settings.safe_url.rstrip("/")
         self.timeout = settings.timeout
