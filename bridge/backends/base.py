@@ -59,6 +59,9 @@ class Backend(ABC):
     name: ClassVar[str]  # as --backend takes it: "opensearch", "elasticsearch"
     product: ClassVar[str]  # as messages name it: "OpenSearch", "Elasticsearch"
     start_hint: ClassVar[str]  # how to get a local node, for "nothing answers" sentences
+    # Headers every answer of the engine carries and its clients check (the gateway's own
+    # answers carry them too).
+    answer_headers: ClassVar[dict[str, str]] = {}
 
     # ---- connecting ----------------------------------------------------------------------------
 

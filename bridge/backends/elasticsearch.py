@@ -65,6 +65,8 @@ class ElasticsearchBackend(Backend):
         "start the local node with `dotbridge elasticsearch start` (then --url "
         "http://127.0.0.1:9201)"
     )
+    # elasticsearch-py refuses a successful answer without it (UnsupportedProductError).
+    answer_headers = {"X-Elastic-Product": "Elasticsearch"}
 
     # ---- connecting ----------------------------------------------------------------------------
 

@@ -42,9 +42,19 @@ HOP_BY_HOP = frozenset(
     }
 )
 # A caller's headers that describe its own body or encoding, not itself: dropped on the JSON
-# requests the gateway makes for it (which have bodies and encodings of their own).
+# requests the gateway makes for it (which have bodies and encodings of their own, and read the
+# answer as plain JSON: elasticsearch-py's `Accept: ...; compatible-with=8` would demand the same
+# of the gateway's Content-Type).
 BODY_HEADERS = frozenset(
-    {"host", "content-length", "content-type", "content-encoding", "accept-encoding", "expect"}
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "accept",
+        "accept-encoding",
+        "expect",
+    }
 )
 # Headers that change per request without changing who the caller is (not part of a cache key).
 PER_REQUEST_HEADERS = frozenset({"x-opaque-id", "traceparent", "tracestate", "user-agent"})
@@ -146,7 +156,10 @@ class Upstream:
             headers["Content-Length"] = str(len(body))
             if rewritten:
                 headers.popall("Content-Encoding", None)
-                headers["Content-Type"] = "application/json"
+                # JSON still: the caller's JSON media type stays (Elasticsearch demands that it
+                # match a versioned Accept, `application/vnd.elasticsearch+json; compatible-with`).
+                sent = headers.get("Content-Type", "")
+                headers["Content-Type"] = sent if "json" in sent else "application/json"
         elif request.body_exists:
             data = request.content  # streamed: a bulk body is never held whole
         else:
