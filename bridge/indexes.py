@@ -155,8 +155,9 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
             diffs.insert(0, f"model {stored.model} (index) vs {wanted.model} (encoder)")
     if diffs:
         raise IndexMismatch(
-            f"Index {index!r} was built by {stored.describe()}: {'; '.join(diffs)}. "
-            f"Use that model (--model with a copy of those weights), or another --index."
+            f"Index {index!r} was built by {stored.describe()}, not by this encoder "
+            f"({'; '.join(diffs)}): use that model (--model with a copy of those weights), or "
+            "another --index."
         )
 
 

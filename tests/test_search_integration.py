@@ -409,6 +409,36 @@ def test_cli_reports_bad_input(engine, dot_index):
     assert "dotbridge ingest" in result.output
 
 
+def one_sentence(output: str) -> str:
+    """The CLI's error line, checked to be one sentence (no traceback, no second sentence)."""
+    (line,) = output.strip().splitlines()
+    assert line.startswith("Error: ") and line.endswith("."), line
+    assert "Traceback" not in output and line.count(". ") == 0, line
+    return line
+
+
+def test_cli_errors_are_one_sentence_each(engine, dot_index, minilm_dir):
+    runner = CliRunner()
+    missing = f"test-search-missing-{uuid.uuid4().hex[:8]}"
+    args = ["search", "cells", "--mode", "knn", "--device", "cpu"]
+    line = one_sentence(runner.invoke(main, [*args, "--index", missing], env=engine.env).output)
+    assert f"Index {missing!r} does not exist" in line
+    # A model other than the index's: named, with the way out.
+    other = runner.invoke(
+        main, [*args, "--index", dot_index, "--model", str(minilm_dir)], env=engine.env
+    )
+    assert other.exit_code == 1
+    line = one_sentence(other.output)
+    assert f"Index {dot_index!r} was built by" in line and "dimension 32 (index) vs 384" in line
+    # A --backend that is not the cluster's engine.
+    wrong = "opensearch" if engine.name == "elasticsearch" else "elasticsearch"
+    refused = runner.invoke(main, [*args, "--index", dot_index, "--backend", wrong], env=engine.env)
+    assert refused.exit_code == 1
+    line = one_sentence(refused.output)
+    assert f"--backend {wrong} (DOTBRIDGE_BACKEND), but {engine.settings.url} is" in line
+    assert f"pass --backend {engine.name}, or auto." in line
+
+
 # ---- shards, scores and the product's own semantics ----------------------------------------------
 
 
