@@ -481,6 +481,7 @@ def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
     """Download (once), assemble and start a local Elasticsearch node; wait until it is healthy."""
     url = node.start(timeout=timeout)
     click.echo(f"Elasticsearch {node.version} is up at {url} (home {node.home})")
+    click.echo(f"Connect with: --url {url} (or OPENSEARCH_URL={url}); the engine is detected.")
 
 
 @elasticsearch.command("stop")
