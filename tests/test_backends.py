@@ -4,8 +4,10 @@ check, index bodies and clauses of each engine, and the optional client kept opt
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,45 @@ def test_opensearch_work_never_imports_the_elasticsearch_client():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+# ---- elasticsearch-py's failures, as sentences (real sockets, no search engine) ----------------
+
+
+def test_elasticsearch_clients_timeouts_and_refusals_are_one_sentence_each():
+    from bridge.client import ClusterTimeout, connect, describe_failure
+    from bridge.errors import ConnectionFailed
+    from tests.silent_server import silent_server
+
+    with silent_server() as server:
+        url = f"http://127.0.0.1:{server.port}"
+        settings = ConnectionSettings(url=url, timeout=1.5, backend="elasticsearch")
+        client = connect(settings, check=False)  # the named engine's client, no request yet
+        assert type(client).__name__ == "Elasticsearch"
+        started = time.monotonic()
+        with pytest.raises(ES.errors()) as raised:
+            client.cluster.health()
+        waited = time.monotonic() - started
+    error = describe_failure(raised.value, settings)
+    assert isinstance(error, ClusterTimeout)
+    assert error.message == (
+        f"{url} accepted the connection but sent no answer within 1.5 s: check that it is a "
+        "healthy Elasticsearch node, or raise --timeout."
+    )
+    assert 1.5 <= waited < 10  # the read timeout, once: timeouts are not retried
+    closed = ConnectionSettings(url=f"http://127.0.0.1:{free_port()}", backend="elasticsearch")
+    with pytest.raises(ES.errors()) as raised:
+        connect(closed, check=False).cluster.health()
+    error = describe_failure(raised.value, closed)
+    assert isinstance(error, ConnectionFailed)
+    assert error.message.startswith(f"No Elasticsearch answers at {closed.url} (")
+    assert "`dotbridge elasticsearch start`" in error.message
+    # Named by --backend, nothing answering: detection names that engine as well.
+    with pytest.raises(ConnectionFailed, match=f"No Elasticsearch answers at {closed.url}"):
+        connect(closed)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
