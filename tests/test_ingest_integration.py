@@ -211,7 +211,8 @@ def indexed_ops(client, index) -> int:
     if not client.indices.exists(index=index):
         return 0
     stats = client.indices.stats(index=index, metric="indexing")
-    return stats["_all"]["primaries"]["indexing"]["index_total"]
+    # A new index whose primaries have not started yet has no stats (Elasticsearch: `{}`).
+    return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0)
 
 
 def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_encoder, tmp_path):
