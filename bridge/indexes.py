@@ -29,6 +29,10 @@ class IndexSpec:
     dimension: int
     vector_field: str = VECTOR_FIELD
     weights_sha256: str | None = None  # identifies the checkpoint however `model` was spelled
+    # What computed the vectors. Indexes made before these fields were torch float32.
+    runtime: str = "torch"  # torch and onnx float32 agree to 1e-4: the same model
+    quantization: str = "none"  # int8 vectors differ (cosine ~0.995): another model
+    dtype: str = "float32"
 
     @classmethod
     def of(cls, encoder: Encoder) -> IndexSpec:
@@ -42,6 +46,9 @@ class IndexSpec:
             similarity=encoder.similarity,
             dimension=encoder.dim,
             weights_sha256=encoder.fingerprint,
+            runtime=encoder.runtime,
+            quantization=encoder.quantize,
+            dtype=encoder.dtype,
         )
 
     def meta(self) -> dict[str, Any]:
@@ -89,7 +96,9 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
         stored.weights_sha256 == wanted.weights_sha256
     )
     # The same weights under another path or id are the same model.
-    fields = ("pooling", "normalize", "similarity", "dimension")
+    # Runtime and dtype are recorded but not compared: they give the same vectors within
+    # float tolerance; int8 quantization does not.
+    fields = ("pooling", "normalize", "similarity", "dimension", "quantization")
     if not same_weights:
         fields = ("model", *fields)
     diffs = [
@@ -98,7 +107,11 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
         if getattr(stored, name) != getattr(wanted, name)
     ]
     if diffs:
+        advice = f"--model {stored.model} (with the same pooling/similarity)"
+        if stored.quantization != wanted.quantization:
+            runtime = " --runtime onnx" if stored.quantization != "none" else ""
+            advice += f" and --quantize {stored.quantization}{runtime}"
         raise IndexMismatch(
             f"Index {index!r} was built with another model setting: {'; '.join(diffs)}. "
-            f"Use --model {stored.model} (with the same pooling/similarity), or another --index."
+            f"Use {advice}, or another --index."
         )
