@@ -66,16 +66,39 @@ def cache_root() -> Path:
 
 
 class OnnxForward:
-    """One ONNX Runtime CPU session; called with int64 ids and mask, returns hidden states."""
+    """One ONNX Runtime CPU session; called with int64 ids and mask, returns hidden states.
 
-    def __init__(self, path: Path, *, threads: int | None = None, keep: Any = None) -> None:
+    threads (intra-op; None: one per physical core), spin (busy-wait between operators) and
+    level (graph optimisation) are ONNX Runtime's session options, measured in
+    benchmarks/bench_encoder_options.py.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        spin: bool | None = None,
+        level: str = "all",
+        keep: Any = None,
+    ) -> None:
         import onnxruntime as ort
 
+        levels = {
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if level not in levels:
+            raise ValueError(f"unknown level {level!r}; choose one of: {', '.join(levels)}")
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = levels[level]
         options.log_severity_level = 3  # warnings about unused initializers are noise here
         if threads is not None:
             options.intra_op_num_threads = threads
+        if spin is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spin)))
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._keep = keep  # a temporary directory that must outlive the session
@@ -168,36 +191,10 @@ def _export(encoder: Encoder, graph: Path, identity: dict[str, Any]) -> None:
     import transformers
 
     log.info("exporting %s to ONNX (once for these weights): %s", encoder.model_id, graph)
-    # Eager attention traces to plain MatMul/Softmax nodes, which ONNX Runtime's transformer
-    # optimizer fuses into its Attention kernel; the SDPA path does not fuse.
-    model = load_weights(encoder.model_id, attn_implementation="eager").float()
-    wrapper = _LastHiddenState(model).eval()
-    ids, mask = _sample_batch(encoder, ["dense retrieval with a bi-encoder", "a query"])
+    wrapper = _eager_wrapper(encoder)
     with _staging(graph.parent) as scratch:
         raw = scratch / "raw.onnx"
-        try:
-            with warnings.catch_warnings(), torch.inference_mode():
-                warnings.simplefilter("ignore")  # tracer and deprecation notes, none actionable
-                torch.onnx.export(
-                    wrapper,
-                    (torch.from_numpy(ids), torch.from_numpy(mask)),
-                    str(raw),
-                    dynamo=False,
-                    input_names=list(INPUTS),
-                    output_names=[OUTPUT],
-                    dynamic_axes={
-                        INPUTS[0]: {0: "batch", 1: "sequence"},
-                        INPUTS[1]: {0: "batch", 1: "sequence"},
-                        OUTPUT: {0: "batch", 1: "sequence"},
-                    },
-                    opset_version=OPSET,
-                    do_constant_folding=True,
-                )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not export model {encoder.model_id!r} to ONNX "
-                f"({_first_line(exc)}); use --runtime torch."
-            ) from exc
+        trace(encoder, raw, wrapper)
         checks = _check_batches(encoder)
         expected = [_torch_hidden(wrapper, i, m) for i, m in checks]
         fused_ops = _fuse(raw, scratch / "fused.onnx", encoder.config)
@@ -229,6 +226,42 @@ def _export(encoder: Encoder, graph: Path, identity: dict[str, Any]) -> None:
                 "onnxruntime": onnxruntime.__version__,
             },
         )
+
+
+def _eager_wrapper(encoder: Encoder) -> _LastHiddenState:
+    # Eager attention traces to plain MatMul/Softmax nodes, which ONNX Runtime's transformer
+    # optimizer fuses into its Attention kernel; the SDPA path does not fuse.
+    model = load_weights(encoder.model_id, attn_implementation="eager").float()
+    return _LastHiddenState(model).eval()
+
+
+def trace(encoder: Encoder, raw: Path, wrapper: _LastHiddenState | None = None) -> None:
+    """Export the encoder's weights, unfused, to `raw` (benchmarks compare it with the fused)."""
+    wrapper = wrapper if wrapper is not None else _eager_wrapper(encoder)
+    ids, mask = _sample_batch(encoder, ["dense retrieval with a bi-encoder", "a query"])
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # tracer and deprecation notes, none actionable
+            torch.onnx.export(
+                wrapper,
+                (torch.from_numpy(ids), torch.from_numpy(mask)),
+                str(raw),
+                dynamo=False,
+                input_names=list(INPUTS),
+                output_names=[OUTPUT],
+                dynamic_axes={
+                    INPUTS[0]: {0: "batch", 1: "sequence"},
+                    INPUTS[1]: {0: "batch", 1: "sequence"},
+                    OUTPUT: {0: "batch", 1: "sequence"},
+                },
+                opset_version=OPSET,
+                do_constant_folding=True,
+            )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not export model {encoder.model_id!r} to ONNX "
+            f"({_first_line(exc)}); use --runtime torch."
+        ) from exc
 
 
 def _quantize_int8(fp32: Path, graph: Path, identity: dict[str, Any]) -> None:
