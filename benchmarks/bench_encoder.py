@@ -87,6 +87,19 @@ def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     }
 
 
+def model_gflop(encoder: Encoder, texts: list[str]) -> float:
+    """Useful work of encoding texts (padding not counted): matmuls 2*L*(4h^2 + 2hf) and
+    attention 4*L^2*h per layer, L each text's token count after truncation."""
+    config = encoder.config
+    h = config.hidden_size
+    f = getattr(config, "intermediate_size", None) or config.hidden_dim
+    layers = config.num_hidden_layers
+    enc = encoder.tokenizer(texts, truncation=True, max_length=encoder.passage_max_length)
+    lengths = np.asarray([len(ids) for ids in enc["input_ids"]], dtype=np.float64)
+    per_layer = 2 * lengths * (4 * h * h + 2 * h * f) + 4 * lengths**2 * h
+    return float(layers * per_layer.sum()) / 1e9
+
+
 def bench_model(
     name: str,
     path: Path,
@@ -124,6 +137,7 @@ def bench_model(
                 latency[key].append(1000 * timed(lambda e=enc, q=q: e.encode_queries([q])))
         print(f"{name}: round {round_ + 1}/{repeats} done", file=sys.stderr)
 
+    gflop = model_gflop(encoders[("torch", "none")], passages)
     base = statistics.median(seconds[BASELINE])
     rows = []
     for label, runtime, quantize, alone in PATHS:
@@ -137,6 +151,7 @@ def bench_model(
                 "batch_size": 1 if alone else batch_size,
                 "passages_per_s": len(passages) / median,
                 "vs_torch_one_by_one": base / median,
+                "useful_gflop_per_s": gflop / median,
                 "seconds": seconds[label],
                 "query_ms_p50": statistics.median(lat),
                 "query_ms_p95": percentile(lat, 95),
@@ -164,6 +179,7 @@ def bench_model(
         "pooling": exact.pooling,
         "passage_max_length": exact.passage_max_length,
         "n_passages": len(passages),
+        "gflop": gflop,
         "n_queries_timed": len(queries),
         "rows": rows,
         "quality": quality,
@@ -172,14 +188,16 @@ def bench_model(
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | path | batch | passages/s | vs torch one-by-one | query p50 ms | query p95 ms |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | path | batch | passages/s | vs torch one-by-one | useful GFLOP/s "
+        "| query p50 ms | query p95 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         for r in res["rows"]:
             lines.append(
                 f"| {res['model']} | {r['path']} | {r['batch_size']} "
                 f"| {r['passages_per_s']:.1f} | {r['vs_torch_one_by_one']:.2f}x "
+                f"| {r['useful_gflop_per_s']:.1f} "
                 f"| {r['query_ms_p50']:.2f} | {r['query_ms_p95']:.2f} |"
             )
     lines += [
