@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--out", type=Path, default=Path("bench-results/encoder-options.json"))
-    parser.add_argument("--only", default="batch,sessions,graphs,breakdown")
+    parser.add_argument("--only", default="batch,sessions,breakdown,graphs")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
 
@@ -260,12 +260,24 @@ def main(argv: list[str] | None = None) -> None:
         enc.encode_passages(passages[:32])
     load_before = os.getloadavg()
     result: dict[str, Any] = {"n_passages": len(passages), "n_queries": len(queries)}
+
+    def save(part: str) -> None:
+        # After every part: a long sweep cut short still leaves what it measured.
+        result["load_average_before"] = load_before
+        result["load_average_after"] = os.getloadavg()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"{part} done, written: {args.out}", file=sys.stderr)
+
     if "batch" in parts:
         result["batch_sizes"] = batch_sizes(encoders, passages, args.repeats)
-        print("batch sizes done", file=sys.stderr)
+        save("batch sizes")
     if "sessions" in parts:
         result["sessions"] = sessions(encoders, graphs, passages, queries, args.repeats)
-        print("sessions done", file=sys.stderr)
+        save("sessions")
+    if "breakdown" in parts:
+        result["breakdown"] = breakdown(encoders, queries, args.repeats)
+        save("breakdown")
     if "graphs" in parts:
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "plain.onnx"
@@ -273,17 +285,10 @@ def main(argv: list[str] | None = None) -> None:
             result["graphs"] = graphs_and_levels(
                 encoders["onnx float32"], graphs["float32"], plain, passages, queries, args.repeats
             )
-        print("graphs done", file=sys.stderr)
-    if "breakdown" in parts:
-        result["breakdown"] = breakdown(encoders, queries, args.repeats)
-    result["load_average_before"] = load_before
-    result["load_average_after"] = os.getloadavg()
+        save("graphs")
     print(
         markdown({k: result.get(k, []) for k in ("batch_sizes", "sessions", "graphs", "breakdown")})
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten: {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
