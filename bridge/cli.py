@@ -25,7 +25,9 @@ from bridge.config import (
     MAX_RESULTS,
     MODES,
     POOLINGS,
+    QUANTIZATIONS,
     RERANK_SIDES,
+    RUNTIMES,
     SEED_MODEL,
     ConnectionSettings,
     ModelSettings,
@@ -220,9 +222,31 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="auto: float16 on CUDA, else float32.",
     )
     @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+    @click.option(
+        "--runtime",
+        type=click.Choice(RUNTIMES),
+        help="onnx: ONNX Runtime on the CPU, same vectors, faster (pip install 'dotbridge[onnx]'). "
+        "Default: torch, or onnx for int8.",
+    )
+    @click.option(
+        "--quantize",
+        type=click.Choice(QUANTIZATIONS),
+        help="int8 (ONNX Runtime): faster, slightly different vectors, so another model for an "
+        "index. Default: what the index records (search, eval), else none.",
+    )
     @functools.wraps(func)
     def wrapper(
-        *args: Any, model, pooling, normalize, similarity, device, dtype, batch_size, **kwargs: Any
+        *args: Any,
+        model,
+        pooling,
+        normalize,
+        similarity,
+        device,
+        dtype,
+        batch_size,
+        runtime,
+        quantize,
+        **kwargs: Any,
     ) -> Any:
         settings = ModelSettings(
             model=model,
@@ -232,6 +256,8 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
             device=device,
             dtype=dtype,
             batch_size=batch_size,
+            runtime=runtime,
+            quantize=quantize,
         )
         return func(*args, model_settings=settings, **kwargs)
 

@@ -126,6 +126,8 @@ class ModelSettings:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 64
+    runtime: str | None = None  # None: torch, or onnx for int8
+    quantize: str | None = None  # None: what the index records, else none
 
     def load(self, recorded: IndexSpec | None = None, *, index: str | None = None) -> Encoder:
         """The encoder named here, else the one `recorded` describes (an index's `_meta`)."""
@@ -134,11 +136,16 @@ class ModelSettings:
         use_record = self.model is None and recorded is not None
         model = self.model or (recorded.model if recorded is not None else SEED_MODEL)
         pooling, normalize, similarity = self.pooling, self.normalize, self.similarity
+        quantize = self.quantize
         if use_record:
             assert recorded is not None
             pooling = pooling or recorded.pooling
             normalize = recorded.normalize if normalize is None else normalize
             similarity = similarity or recorded.similarity.value
+        if recorded is not None and quantize is None:
+            quantize = recorded.quantization
+        quantize = quantize or "none"
+        runtime = self.runtime or ("onnx" if quantize != "none" else "torch")
         try:
             return Encoder(
                 model,
@@ -148,7 +155,11 @@ class ModelSettings:
                 device=self.device,
                 dtype=self.dtype,
                 batch_size=self.batch_size,
+                runtime=runtime,
+                quantize=quantize,
             )
+        except ValueError as exc:  # an option that does not go with another: one sentence
+            raise BadInput(str(exc)) from exc
         except ModelLoadError as exc:
             if use_record:
                 raise BadInput(
@@ -172,6 +183,10 @@ MAX_RESULTS = 10_000
 POOLINGS = ("cls", "mean")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+RUNTIMES = ("torch", "onnx")
+"""How the encoder runs the model: PyTorch, or ONNX Runtime (the `onnx` extra, CPU)."""
+QUANTIZATIONS = ("none", "int8")
+"""int8: ONNX Runtime's dynamic quantization of the weights (a different model for an index)."""
 
 DEFAULT_COLLECTIONS = ("scifact", "nfcorpus", "trec-dl-2019-passage-subset")
 """The collections `eval-all` measures, under DEFAULT_DATASETS."""

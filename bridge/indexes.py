@@ -37,6 +37,10 @@ class IndexSpec:
     dimension: int
     vector_field: str = VECTOR_FIELD
     weights_sha256: str | None = None  # identifies the checkpoint however `model` was spelled
+    # What computed the vectors. Indexes made before these fields were torch float32.
+    runtime: str = "torch"  # torch and onnx float32 agree to 1e-4: the same model
+    quantization: str = "none"  # int8 vectors differ (cosine ~0.995): another model
+    dtype: str = "float32"
 
     @classmethod
     def of(cls, encoder: Encoder) -> IndexSpec:
@@ -50,13 +54,19 @@ class IndexSpec:
             similarity=encoder.similarity,
             dimension=encoder.dim,
             weights_sha256=encoder.fingerprint,
+            runtime=encoder.runtime,
+            quantization=encoder.quantize,
+            dtype=encoder.dtype,
         )
 
     def describe(self) -> str:
         """`MODEL (cls pooling, dot, weights sha256 1234abcd5678)`, for messages."""
         weights = f", weights sha256 {self.weights_sha256[:12]}" if self.weights_sha256 else ""
         normalised = ", normalised" if self.normalize else ""
-        return f"{self.model} ({self.pooling} pooling{normalised}, {self.similarity}{weights})"
+        int8 = f", {self.quantization} weights" if self.quantization != "none" else ""
+        return (
+            f"{self.model} ({self.pooling} pooling{normalised}, {self.similarity}{int8}{weights})"
+        )
 
     def meta(self) -> dict[str, Any]:
         return {META_KEY: {**asdict(self), "similarity": self.similarity.value}}
@@ -132,11 +142,12 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
     The weights decide which model it is: the same SHA-256 under another path or id is the same
     model, and other weights are another model even under the same name (retrained weights saved
     to the same directory, a hub id whose revision moved). An index that recorded no hash is
-    matched by model name.
+    matched by model name. Runtime and dtype are recorded but not compared (torch and ONNX
+    float32 give the same vectors within float tolerance); int8 quantization is another model.
     """
     diffs = [
         f"{name} {getattr(stored, name)!s} (index) vs {getattr(wanted, name)!s} (encoder)"
-        for name in ("pooling", "normalize", "similarity", "dimension")
+        for name in ("pooling", "normalize", "similarity", "dimension", "quantization")
         if getattr(stored, name) != getattr(wanted, name)
     ]
     if stored.weights_sha256 is None:
@@ -154,10 +165,13 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
         else:
             diffs.insert(0, f"model {stored.model} (index) vs {wanted.model} (encoder)")
     if diffs:
+        advice = "that model (--model with a copy of those weights)"
+        if stored.quantization != wanted.quantization:
+            runtime = " --runtime onnx" if stored.quantization != "none" else ""
+            advice += f" and --quantize {stored.quantization}{runtime}"
         raise IndexMismatch(
             f"Index {index!r} was built by {stored.describe()}, not by this encoder "
-            f"({'; '.join(diffs)}): use that model (--model with a copy of those weights), or "
-            "another --index."
+            f"({'; '.join(diffs)}): use {advice}, or another --index."
         )
 
 

@@ -1,82 +1,47 @@
-"""Bi-encoder: turns queries and passages into float32 vectors; knows nothing of OpenSearch."""
+"""Bi-encoder: turns queries and passages into float32 vectors; knows nothing of OpenSearch.
+
+One embed step (tokenise, sort by length, batch, pool, normalise) serves both runtimes; only the
+forward pass differs: torch (any device and dtype) or an ONNX Runtime session on the CPU.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import itertools
-import json
 import os
 import re
-import warnings
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from bridge.config import DEVICES, DTYPES, POOLINGS, SEED_MODEL
+from bridge.config import DEVICES, DTYPES, POOLINGS, QUANTIZATIONS, RUNTIMES, SEED_MODEL
+from bridge.encoder.loading import (
+    load_config_and_tokenizer,
+    load_weights,
+    model_folder,
+    model_length_limit,
+    sentence_transformers_settings,
+)
 from bridge.errors import BadInput
 from mappings import Similarity
 
 # "auto" maps to None: float16 on CUDA, else float32.
 TORCH_DTYPES = {name: None if name == "auto" else getattr(torch, name) for name in DTYPES}
 
-# An allowlist rather than a denylist: a plain GPT2Config has neither is_decoder nor
-# architectures set, so only the model type reliably tells an encoder from a decoder.
-ENCODER_MODEL_TYPES = frozenset(
-    {
-        "albert",
-        "bert",
-        "camembert",
-        "convbert",
-        "data2vec-text",
-        "deberta",
-        "deberta-v2",
-        "distilbert",
-        "electra",
-        "ernie",
-        "ibert",
-        "megatron-bert",
-        "mobilebert",
-        "modernbert",
-        "mpnet",
-        "nezha",
-        "rembert",
-        "roberta",
-        "roberta-prelayernorm",
-        "roformer",
-        "squeezebert",
-        "xlm-roberta",
-        "xlm-roberta-xl",
-        "xmod",
-    }
-)
-
-# RoBERTa-style position ids start after the padding index, so the last
-# pad_token_id + 1 position embeddings can never be used by real tokens.
-_OFFSET_POSITION_TYPES = frozenset(
-    {
-        "camembert",
-        "data2vec-text",
-        "roberta",
-        "roberta-prelayernorm",
-        "xlm-roberta",
-        "xlm-roberta-xl",
-        "xmod",
-    }
-)
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class ModelLoadError(Exception):
-    """The model or its tokenizer could not be loaded, or it is not a BERT-like encoder."""
+# A forward pass: right-padded token ids and their 0/1 mask (int64, batch x width) in, the last
+# hidden state (batch x width x dim) out, as a torch tensor or a numpy array.
+Forward = Callable[[np.ndarray, np.ndarray], "torch.Tensor | np.ndarray"]
 
 
 class Encoder:
-    """A BERT-like encoder with CLS or mean pooling, scored by dot product or cosine."""
+    """A BERT-like encoder with CLS or mean pooling, scored by dot product or cosine.
+
+    runtime="onnx" runs the same weights through ONNX Runtime on the CPU (exported once and
+    cached by the weights' SHA-256); quantize="int8" adds its dynamic int8 quantization, which
+    makes different vectors (a different model for an index), faster.
+    """
 
     def __init__(
         self,
@@ -90,24 +55,38 @@ class Encoder:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 32,
+        runtime: str = "torch",
+        quantize: str | None = None,
     ) -> None:
         # Validate every choice before the (slow) load so a typo fails at once.
         if pooling is not None and pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
         sim = Similarity.parse(similarity) if similarity is not None else None
-        self.device = _parse_device(device)
-        torch_dtype = _parse_dtype(dtype, self.device)
+        self.runtime = _choice("runtime", runtime, RUNTIMES)
+        self.quantize = _choice("quantize", "none" if quantize is None else quantize, QUANTIZATIONS)
+        if self.runtime == "onnx":
+            from bridge.encoder import onnx_runtime
+
+            self.device = _onnx_device(device)
+            torch_dtype = _onnx_dtype(dtype)
+            onnx_runtime.require()
+        else:
+            if self.quantize != "none":
+                raise ValueError(
+                    f"quantize={self.quantize!r} is ONNX Runtime's dynamic quantization; "
+                    "pass runtime='onnx' as well"
+                )
+            self.device = _parse_device(device)
+            torch_dtype = _parse_dtype(dtype, self.device)
         self.batch_size = _positive_int("batch_size", batch_size)
 
         self.model_id = str(model)
-        self.config, self.tokenizer, self.model = _load(self.model_id)
-        self.model.to(device=self.device, dtype=torch_dtype)
-        self.model.eval()
+        self.config, self.tokenizer = load_config_and_tokenizer(self.model_id)
         self.dtype = str(torch_dtype).removeprefix("torch.")
         self.dim = int(self.config.hidden_size)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-        st = _sentence_transformers_settings(self.model_id)
+        st = sentence_transformers_settings(self.model_id)
         if pooling is None:
             if st.pooling is not None and st.pooling not in POOLINGS:
                 raise ValueError(
@@ -121,7 +100,7 @@ class Encoder:
             sim = Similarity.COSINE if self.normalize else Similarity.DOT
         self.similarity = sim
 
-        limit = _model_length_limit(self.config, self.tokenizer)
+        limit = model_length_limit(self.config, self.tokenizer)
         # Room for the special tokens and at least one real token.
         floor = self.tokenizer.num_special_tokens_to_add(pair=False) + 1
         if passage_max_length is None:
@@ -138,6 +117,17 @@ class Encoder:
                 "query_max_length", query_max_length, floor, limit
             )
 
+        # The weights last: every setting above is checked before this (slow) step.
+        self.model: torch.nn.Module | None
+        self._forward: Forward
+        if self.runtime == "onnx":
+            self.model = None  # on a cache hit the torch weights are never loaded
+            self._forward = onnx_runtime.session_for(self)
+        else:
+            self.model = load_weights(self.model_id)
+            self.model.to(device=self.device, dtype=torch_dtype)
+            self._forward = functools.partial(_torch_forward, self.model, self.device)
+
     @functools.cached_property
     def fingerprint(self) -> str | None:
         """SHA-256 of the weight files: the same checkpoint, wherever it was loaded from.
@@ -145,14 +135,9 @@ class Encoder:
         Indexes record it, so that a local copy of a hub model (or the same package in another
         virtualenv) counts as the model that made the vectors. None when no file is found.
         """
-        folder = Path(self.model_id).expanduser()
-        if not folder.is_dir():
-            try:
-                from transformers.utils import cached_file
-
-                folder = Path(cached_file(self.model_id, "config.json")).parent
-            except Exception:  # loaded, so cached; a stranger layout just has no fingerprint
-                return None
+        folder = model_folder(self.model_id)
+        if folder is None:
+            return None
         files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
         if not files:
             return None
@@ -167,6 +152,7 @@ class Encoder:
         return (
             f"Encoder(model={self.model_id!r}, pooling={self.pooling!r}, "
             f"normalize={self.normalize}, similarity={self.similarity.value!r}, dim={self.dim}, "
+            f"runtime={self.runtime!r}, quantize={self.quantize!r}, "
             f"device={self.device!r}, dtype={self.dtype!r}, "
             f"query_max_length={self.query_max_length}, "
             f"passage_max_length={self.passage_max_length}, batch_size={self.batch_size})"
@@ -238,10 +224,9 @@ class Encoder:
                 mask = np.arange(width) < batch_lengths[:, None]
                 batch_ids = np.full(mask.shape, self._pad_id, dtype=np.int64)
                 batch_ids[mask] = flat[offsets[start] : offsets[stop]]
-                input_ids = torch.from_numpy(batch_ids).to(self.device)
-                attention = torch.from_numpy(mask.astype(np.int64)).to(self.device)
-                hidden = self.model(input_ids=input_ids, attention_mask=attention)[0]
-                vectors = self._pool(hidden, attention)
+                attention = mask.astype(np.int64)
+                hidden = torch.as_tensor(self._forward(batch_ids, attention))
+                vectors = self._pool(hidden, torch.from_numpy(attention).to(hidden.device))
                 out[order[start:stop]] = vectors.cpu().numpy()
         return out, truncated
 
@@ -259,143 +244,12 @@ class Encoder:
         return vectors
 
 
-def valid_unicode(text: str) -> str:
-    """The text as valid Unicode: surrogate halves (from `\\ud83d` escapes, say) paired into their
-    character where they form one, else each replaced by U+FFFD. The tokenizer takes nothing else.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
-class _STSettings:
-    """What a sentence-transformers checkpoint says about pooling, normalising and length."""
-
-    def __init__(self) -> None:
-        self.pooling: str | None = None
-        self.normalize = False
-        self.max_seq_length: int | None = None
-
-
-def _sentence_transformers_settings(model_id: str) -> _STSettings:
-    settings = _STSettings()
-    modules = _read_json(model_id, "modules.json")
-    if isinstance(modules, list):
-        for module in modules:
-            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-            if kind == "Pooling":
-                path = module.get("path", "")
-                config = _read_json(model_id, f"{path}/config.json" if path else "config.json")
-                settings.pooling = _pooling_from_config(config or {})
-            elif kind == "Normalize":
-                settings.normalize = True
-            elif kind != "Transformer":
-                warnings.warn(
-                    f"model {model_id!r} has a sentence-transformers {kind} module that this "
-                    "encoder does not apply; its vectors will differ from sentence-transformers'",
-                    stacklevel=3,
-                )
-    st_config = _read_json(model_id, "sentence_bert_config.json")
-    if isinstance(st_config, dict) and isinstance(st_config.get("max_seq_length"), int):
-        settings.max_seq_length = st_config["max_seq_length"]
-    return settings
-
-
-def _pooling_from_config(config: dict[str, Any]) -> str | None:
-    if config.get("pooling_mode_cls_token"):
-        return "cls"
-    if config.get("pooling_mode_mean_tokens"):
-        return "mean"
-    for key, value in config.items():
-        if key.startswith("pooling_mode_") and value is True:
-            return key.removeprefix("pooling_mode_")
-    return None
-
-
-def _read_json(model_id: str, filename: str) -> Any:
-    """A JSON file of a local model directory or of the hub snapshot; None when absent."""
-    local = Path(model_id).expanduser()
-    if local.is_dir():
-        path = local / filename
-    else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(model_id, filename))
-        except Exception:  # absent from the repository, or offline and not cached
-            return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _load(model_id: str) -> tuple[Any, Any, torch.nn.Module]:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    try:
-        config = AutoConfig.from_pretrained(model_id)
-    except Exception as exc:
-        raise ModelLoadError(_load_failure(model_id, exc)) from exc
-    model_type = getattr(config, "model_type", None)
-    if (
-        model_type not in ENCODER_MODEL_TYPES
-        or getattr(config, "is_encoder_decoder", False)
-        or getattr(config, "is_decoder", False)
-    ):
-        raise ModelLoadError(
-            f"Model {model_id!r} is a {model_type!r} model, not a BERT-like encoder; "
-            f"pass --model with an encoder checkpoint (model_type one of "
-            f"{', '.join(sorted(ENCODER_MODEL_TYPES))}), e.g. {SEED_MODEL}."
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
-        model = AutoModel.from_pretrained(model_id)
-    except Exception as exc:
-        raise ModelLoadError(_load_failure(model_id, exc)) from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(
-            f"Model {model_id!r} has no fast tokenizer; add a tokenizer.json to the model "
-            "directory (save it with a fast tokenizer) and pass --model DIR."
-        )
-    return config, tokenizer, model
-
-
-def _load_failure(model_id: str, exc: Exception) -> str:
-    local = Path(model_id).expanduser()
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if local.is_dir():
-        return (
-            f"Could not load model from directory {model_id!r} ({reason}); it must hold "
-            "config.json, the tokenizer files and the weights, as written by "
-            "`hf download ID --local-dir DIR`."
-        )
-    if not _HUB_ID.match(model_id) or local.is_absolute() or model_id.startswith(("~", ".")):
-        return (
-            f"Could not load model {model_id!r}: no such directory; pass --model DIR with a "
-            "local copy made by `hf download ID --local-dir DIR`."
-        )
-    return (
-        f"Could not load model {model_id!r} (offline or unknown id): download it once with "
-        f"`hf download {model_id} --local-dir DIR` on a machine with internet and "
-        "pass --model DIR."
-    )
-
-
-def _model_length_limit(config: Any, tokenizer: Any) -> int:
-    limits = []
-    # Tokenizers without a recorded limit report a huge sentinel (int(1e30)).
-    tok_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_limit, int) and tok_limit < 1_000_000:
-        limits.append(tok_limit)
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        if getattr(config, "model_type", None) in _OFFSET_POSITION_TYPES:
-            positions -= (getattr(config, "pad_token_id", None) or 0) + 1
-        limits.append(positions)
-    return min(limits) if limits else 512
+def _torch_forward(
+    model: torch.nn.Module, device: str, ids: np.ndarray, mask: np.ndarray
+) -> torch.Tensor:
+    return model(
+        input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(mask).to(device)
+    )[0]
 
 
 def _check_length(name: str, value: int, floor: int, limit: int) -> int:
@@ -411,6 +265,45 @@ def _positive_int(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def valid_unicode(text: str) -> str:
+    """The text as valid Unicode: surrogate halves (from `\\ud83d` escapes, say) paired into their
+    character where they form one, else each replaced by U+FFFD. The tokenizer takes nothing else.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _choice(name: str, value: str, valid: Sequence[str]) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(valid)}")
+    return value
+
+
+def _onnx_device(device: str) -> str:
+    if device in ("auto", "cpu"):
+        return "cpu"
+    if not (device == "mps" or re.fullmatch(r"cuda(:\d+)?", device or "")):
+        raise ValueError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    raise ValueError(
+        f"runtime 'onnx' runs on the CPU; use device='cpu' (or 'auto') with it, "
+        f"or runtime='torch' on {device!r}"
+    )
+
+
+def _onnx_dtype(dtype: str) -> torch.dtype:
+    if dtype not in TORCH_DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if dtype not in ("auto", "float32"):
+        raise ValueError(
+            f"runtime 'onnx' computes in float32 (int8 weights with quantize='int8'); "
+            f"use dtype='float32' (or 'auto'), or runtime='torch' for {dtype!r}"
+        )
+    return torch.float32
 
 
 def _parse_device(device: str) -> str:
@@ -436,11 +329,8 @@ def _parse_device(device: str) -> str:
 
 def _parse_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype not in TORCH_DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(TORCH_DTYPES)}")
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     chosen = TORCH_DTYPES[dtype]
     if chosen is None:
         return torch.float16 if device.startswith("cuda") else torch.float32
     return chosen
-
-
-__all__ = ["SEED_MODEL", "Encoder", "ModelLoadError"]
