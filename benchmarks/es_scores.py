@@ -5,7 +5,8 @@ from `dotbridge elasticsearch start`), it indexes known vectors into `dense_vect
 each similarity and prints, for every hit of a top-level `knn` search, the true dot product or
 cosine (numpy, float64) beside the `_score` and the inverse of the documented conversion. Then
 it checks on ~2,000 random vectors whether a `knn` search restricted to N ids with
-k = num_candidates = N returns all N with exact scores.
+k = num_candidates = N returns all N with exact scores. Both forms are measured: the top-level
+`knn` section of a search and the `knn` query (inside `query`), which dotbridge sends.
 
     python benchmarks/es_scores.py [--url http://127.0.0.1:9201] [--docs 2000] [--dim 384]
 """
@@ -20,6 +21,16 @@ import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 SIMILARITIES = ("max_inner_product", "dot_product", "cosine")
+FORMS = ("top-level knn", "knn query")
+
+
+def knn_search(es: Elasticsearch, index: str, form: str, knn: dict, size: int) -> list[dict]:
+    """The hits of a k-NN search in either form (`knn` section, or `knn` inside `query`)."""
+    if form == "top-level knn":
+        resp = es.search(index=index, knn=knn, size=size, source=False)
+    else:
+        resp = es.search(index=index, query={"knn": knn}, size=size, source=False)
+    return resp["hits"]["hits"]
 
 
 def to_similarity(similarity: str, score: np.ndarray) -> np.ndarray:
@@ -71,15 +82,14 @@ def conventions(es: Elasticsearch) -> None:
         index = create(es, 8, similarity)
         try:
             fill(es, index, docs32)
-            resp = es.search(
-                index=index,
-                knn={"field": "v", "query_vector": q32.tolist(), "k": 12, "num_candidates": 12},
-                size=12,
-                source=False,
-            )
+            knn = {"field": "v", "query_vector": q32.tolist(), "k": 12, "num_candidates": 12}
+            by_form = {form: knn_search(es, index, form, knn, 12) for form in FORMS}
         finally:
             es.indices.delete(index=index)
-        hits = resp["hits"]["hits"]
+        hits = by_form[FORMS[0]]
+        same = [(h["_id"], h["_score"]) for h in hits] == [
+            (h["_id"], h["_score"]) for h in by_form[FORMS[1]]
+        ]
         ids = [int(h["_id"]) for h in hits]
         scores = np.array([h["_score"] for h in hits], dtype=np.float64)
         d64, q64 = docs32.astype(np.float64), q32.astype(np.float64)
@@ -95,6 +105,7 @@ def conventions(es: Elasticsearch) -> None:
         order_ok = list(np.argsort(-truth, kind="stable")) == list(range(len(ids)))
         print(
             f"order by true value: {order_ok}; max |back - true| = {np.abs(back - truth).max():.2e}"
+            f"; the knn query gives the same ids and scores: {same}"
         )
 
 
@@ -103,40 +114,39 @@ def exactness(es: Elasticsearch, n_docs: int, dim: int, sizes: list[int]) -> Non
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(n_docs, dim)).astype(np.float32)
     print(f"\n## filtered knn exactness ({n_docs} docs, dim {dim}, float32 vectors)")
-    print("| similarity | N | returned | all N | max abs err (float64 truth) | order exact |")
-    print("|---|---:|---:|---|---:|---|")
+    print(
+        "| form | similarity | N | returned | all N | max abs err (float64 truth) | order exact |"
+    )
+    print("|---|---|---:|---:|---|---:|---|")
     for similarity in ("max_inner_product", "cosine"):
         index = create(es, dim, similarity)
         try:
             fill(es, index, vectors)
-            for n in sizes:
-                chosen = rng.choice(n_docs, size=n, replace=False)
-                query = rng.normal(size=dim).astype(np.float32)
-                resp = es.search(
-                    index=index,
-                    knn={
+            for form in FORMS:
+                for n in sizes:
+                    chosen = rng.choice(n_docs, size=n, replace=False)
+                    query = rng.normal(size=dim).astype(np.float32)
+                    knn = {
                         "field": "v",
                         "query_vector": query.tolist(),
                         "k": n,
                         "num_candidates": n,
                         "filter": {"ids": {"values": [str(i) for i in chosen]}},
-                    },
-                    size=n,
-                    source=False,
-                )
-                hits = resp["hits"]["hits"]
-                got = [int(h["_id"]) for h in hits]
-                back = to_similarity(similarity, np.array([h["_score"] for h in hits]))
-                v64, q64 = vectors.astype(np.float64), query.astype(np.float64)
-                truth = v64[got] @ q64
-                if similarity == "cosine":
-                    truth /= np.linalg.norm(v64[got], axis=1) * np.linalg.norm(q64)
-                err = np.abs(back - truth).max() if got else float("nan")
-                order = np.all(np.diff(truth) <= 1e-6)
-                print(
-                    f"| {similarity} | {n} | {len(got)} | {set(got) == set(chosen.tolist())} "
-                    f"| {err:.2e} | {bool(order)} |"
-                )
+                    }
+                    hits = knn_search(es, index, form, knn, n)
+                    got = [int(h["_id"]) for h in hits]
+                    back = to_similarity(similarity, np.array([h["_score"] for h in hits]))
+                    v64, q64 = vectors.astype(np.float64), query.astype(np.float64)
+                    truth = v64[got] @ q64
+                    if similarity == "cosine":
+                        truth /= np.linalg.norm(v64[got], axis=1) * np.linalg.norm(q64)
+                    err = np.abs(back - truth).max() if got else float("nan")
+                    order = np.all(np.diff(truth) <= 1e-6)
+                    every = set(got) == set(chosen.tolist())
+                    print(
+                        f"| {form} | {similarity} | {n} | {len(got)} | {every} "
+                        f"| {err:.2e} | {bool(order)} |"
+                    )
         finally:
             es.indices.delete(index=index)
 

@@ -1,4 +1,4 @@
-"""dotbridge: a neural bi-encoder in front of OpenSearch.
+"""dotbridge: a neural bi-encoder in front of OpenSearch or Elasticsearch.
 
     from bridge import Encoder, ConnectionSettings, connect, make_searcher
 

@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from opensearchpy.helpers import bulk
 
+from bridge.backends import Client, backend_of
 from bridge.indexes import IndexSpec, ensure_index
 from ingest.readers import Record, read_records
 
 if TYPE_CHECKING:
-    from opensearchpy import OpenSearch
-
     from bridge.encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -108,7 +106,7 @@ def good_records(corpus: str | Path, limit: int | None) -> list[Record]:
 
 
 def naive_ingest(
-    client: OpenSearch, index: str, records: Sequence[Record], encoder: Encoder
+    client: Client, index: str, records: Sequence[Record], encoder: Encoder
 ) -> IngestTiming:
     """The seed notebook's way: encode each passage alone, then one `helpers.bulk` of all.
 
@@ -129,14 +127,14 @@ def naive_ingest(
         }
         for r, v in zip(records, vectors, strict=True)
     )
-    bulk(client, actions)
+    backend_of(client).bulk(client, actions)
     client.indices.refresh(index=index)  # as the pipeline does: searchable when it returns
     done = time.perf_counter()
     return IngestTiming("naive", len(records), done - started, encoded - started, done - encoded)
 
 
 def pipeline_ingest(
-    client: OpenSearch, index: str, corpus: str | Path, limit: int | None, encoder: Encoder
+    client: Client, index: str, corpus: str | Path, limit: int | None, encoder: Encoder
 ) -> IngestTiming:
     """dotbridge's way, on the same records as `good_records(corpus, limit)`."""
     from ingest.pipeline import ingest_corpus
@@ -157,7 +155,7 @@ def pipeline_ingest(
 
 
 def run_bench(
-    client: OpenSearch,
+    client: Client,
     encoder: Encoder,
     *,
     corpus: str | Path,
@@ -195,7 +193,7 @@ def run_bench(
     base = latencies[0]
     import torch
 
-    info = client.info()
+    backend = backend_of(client)
     return {
         "machine": {
             "platform": platform.platform(),
@@ -203,7 +201,7 @@ def run_bench(
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "device": encoder.device,
-            "opensearch": info["version"]["number"],
+            "engine": f"{backend.product} {backend.version(client)}",
             "load_avg_1m": {"before": load_before, "after": os.getloadavg()[0]},
         },
         "model": model_name or encoder.model_id,
@@ -224,7 +222,7 @@ def run_bench(
 
 
 def bench_minilm(
-    client: OpenSearch,
+    client: Client,
     *,
     dataset: str | Path,
     n_queries: int = 300,
@@ -258,7 +256,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     ing = result["ingest"]
     lines = [
         f"Model: `{result['model']}` on {result['machine']['device']}, "
-        f"{result['machine']['cpus']} CPUs, OpenSearch {result['machine']['opensearch']} "
+        f"{result['machine']['cpus']} CPUs, {result['machine']['engine']} "
         "on the same machine.",
         "",
         f"Ingest of {ing['docs']} SciFact documents (batch size {ing['batch_size']}):",

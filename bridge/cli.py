@@ -15,6 +15,7 @@ import click
 
 from bridge import nodes
 from bridge.config import (
+    BACKENDS,
     DEFAULT_COLLECTIONS,
     DEFAULT_DATASETS,
     DEFAULT_GATEWAY_PORT,
@@ -62,7 +63,17 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     403, timeouts, HTTP errors) reaches the user as one sentence (client.describe_failure).
     """
 
-    @click.option("--url", envvar="OPENSEARCH_URL", help="Cluster URL [env OPENSEARCH_URL].")
+    @click.option(
+        "--url",
+        envvar="OPENSEARCH_URL",
+        help="Cluster URL, OpenSearch or Elasticsearch [env OPENSEARCH_URL].",
+    )
+    @click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        envvar="DOTBRIDGE_BACKEND",
+        help="The engine at the URL [env DOTBRIDGE_BACKEND; default auto: ask the cluster].",
+    )
     @click.option(
         "--user",
         envvar="OPENSEARCH_USER",
@@ -94,13 +105,12 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(func)
     def wrapper(
-        *args: Any, url, user, ca_certs, insecure, timeout, connect_timeout, **kwargs: Any
+        *args: Any, url, backend, user, ca_certs, insecure, timeout, connect_timeout, **kwargs: Any
     ) -> Any:
         import sys
         from urllib.parse import urlsplit
 
-        from opensearchpy.exceptions import TransportError
-
+        from bridge.backends import client_errors
         from bridge.client import describe_failure
 
         source = click.get_current_context().get_parameter_source("url")
@@ -111,6 +121,7 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             )
         settings = ConnectionSettings.from_env(
             url=url,
+            backend=backend,
             user=user,
             ca_certs=ca_certs,
             verify_certs=False if insecure else None,
@@ -122,7 +133,7 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         settings = settings.with_password(prompt)
         try:
             return func(*args, settings=settings, **kwargs)
-        except TransportError as exc:
+        except client_errors() as exc:
             raise describe_failure(exc, settings) from exc
 
     return wrapper
@@ -142,10 +153,10 @@ class Dotbridge(click.Group):
 
 def user_error(exc: Exception) -> click.ClickException:
     """One sentence for an exception the library let through; the traceback only with -vv."""
-    from opensearchpy.exceptions import TransportError
+    from bridge.backends import client_errors
 
     log.debug("failure behind the message below", exc_info=exc)
-    if isinstance(exc, TransportError):
+    if isinstance(exc, client_errors()):
         from bridge.client import describe_failure
 
         return describe_failure(exc)
@@ -170,12 +181,13 @@ def _password_prompt(text: str) -> str:
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="dotbridge")
 def main(verbose: int) -> None:
-    """dotbridge: a neural bi-encoder in front of OpenSearch."""
+    """dotbridge: a neural bi-encoder in front of OpenSearch or Elasticsearch."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if verbose < 2:
         # opensearch-py logs every 404 as a warning; dotbridge reports what matters itself.
         logging.getLogger("opensearch").setLevel(logging.ERROR)
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub loads
@@ -495,6 +507,7 @@ def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
     """Download (once), assemble and start a local Elasticsearch node; wait until it is healthy."""
     url = node.start(timeout=timeout)
     click.echo(f"Elasticsearch {node.version} is up at {url} (home {node.home})")
+    click.echo(f"Connect with: --url {url} (or OPENSEARCH_URL={url}); the engine is detected.")
 
 
 @elasticsearch.command("stop")

@@ -1,37 +1,47 @@
-"""The one place that knows how to connect to OpenSearch: auth, TLS, retries, timeouts.
+"""The one place that connects to a cluster, OpenSearch or Elasticsearch: which engine it is
+(`--backend`, else detected), then that engine's client with auth, TLS, retries and timeouts.
 
 It also turns every client failure into the one sentence a user sees (`describe_failure`), and
-checks before a write run that the user may write (`check_can_write`).
+checks before a write run that the user may write (`check_can_write`). What differs between the
+engines' clients lives in `bridge.backends`; the sentences are written once, here.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import uuid
 from typing import Any
 
-import urllib3
-from opensearchpy import OpenSearch, Urllib3HttpConnection
-from opensearchpy.exceptions import (
-    AuthenticationException,
-    AuthorizationException,
-    ConnectionTimeout,
-    SSLError,
-    TransportError,
+from bridge.backends import (
+    Backend,
+    Failure,
+    UnsupportedCluster,
+    backend_named,
+    backend_of,
+    owner,
+    status_of,
 )
-from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
-
+from bridge.backends.detect import detect
+from bridge.backends.opensearch import MAX_RETRIES, RETRY_ON_STATUS
 from bridge.config import ConnectionSettings
 from bridge.errors import ConnectionFailed, DotbridgeError, error_reason
 
 log = logging.getLogger(__name__)
 
-# 429 and 5xx are worth a retry with back-off; a restarting node answers 503 or drops connections.
-RETRY_ON_STATUS = (429, 502, 503, 504)
-MAX_RETRIES = 5
+__all__ = [
+    "MAX_RETRIES",
+    "RETRY_ON_STATUS",
+    "AuthenticationFailed",
+    "ClusterTimeout",
+    "PermissionDenied",
+    "RequestFailed",
+    "TlsFailed",
+    "UnsupportedCluster",
+    "check_can_write",
+    "connect",
+    "describe_failure",
+]
 
 
 class AuthenticationFailed(ConnectionFailed):
@@ -54,58 +64,38 @@ class RequestFailed(DotbridgeError):
     """The cluster answered a request with an error."""
 
 
-class _Connection(Urllib3HttpConnection):
-    """opensearch-py's connection, with connect timeouts reported as timeouts.
-
-    urllib3 raises ConnectTimeoutError, which opensearch-py reports as a ConnectionError and so
-    retries MAX_RETRIES times: six connect timeouts in a row. As a ConnectionTimeout it is not
-    retried (retry_on_timeout is off), so a wait never multiplies.
-    """
-
-    def perform_request(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().perform_request(*args, **kwargs)
-        except ConnectionTimeout:
-            raise
-        except OSConnectionError as exc:
-            if _is_connect_timeout(exc.info):
-                raise ConnectionTimeout("TIMEOUT", str(exc.info), exc.info) from exc
-            raise
-
-
-def _is_connect_timeout(error: object) -> bool:
-    # NewConnectionError (refused, unresolvable) subclasses ConnectTimeoutError in urllib3 2.
-    return isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError)
-
-
 _warned_insecure: set[str] = set()
 _warn_lock = threading.Lock()
 
 
-def connect(settings: ConnectionSettings, *, check: bool = True) -> OpenSearch:
-    """Return a client for the cluster; with check, fail in one sentence when it cannot serve."""
-    auth = (settings.user, settings.password or "") if settings.user else None
+def connect(settings: ConnectionSettings, *, check: bool = True) -> Any:
+    """A client for the cluster: opensearch-py's `OpenSearch` or elasticsearch-py's
+    `Elasticsearch`, as `settings.backend` names or, with `auto`, as the cluster answers.
+
+    With check (or with `auto`, which must ask), one `GET /` tells the engine; with check, the
+    engine's own check follows (a version it cannot serve, 401, 403), each failure one sentence.
+    """
+    name = settings.backend
+    probe = None
+    if name == "auto" or check:
+        probe = detect(settings)
+        if name == "auto":
+            name = probe.engine or "opensearch"  # an answer that names no engine: the default
+        elif probe.engine is not None and probe.engine != name:
+            found = backend_named(probe.engine).product
+            version = f" {probe.version}" if probe.version else ""
+            raise UnsupportedCluster(
+                f"--backend {name} (DOTBRIDGE_BACKEND), but {settings.safe_url} is "
+                f"{found}{version}: pass --backend {probe.engine}, or auto."
+            )
+    backend = backend_named(name)
     if not settings.verify_certs and settings.uses_tls:
         _warn_insecure(settings)
-    client = OpenSearch(
-        hosts=[settings.url],
-        http_auth=auth,
-        verify_certs=settings.verify_certs,
-        ca_certs=settings.ca_certs,
-        # Off: urllib3 would warn on every request; _warn_insecure says it once.
-        ssl_show_warn=False,
-        timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.timeout),
-        connection_class=_Connection,
-        max_retries=MAX_RETRIES,
-        retry_on_timeout=False,
-        retry_on_status=RETRY_ON_STATUS,
-        http_compress=True,
-        pool_maxsize=8,  # ingest indexes on one thread while another reads
-    )
+    client = backend.client(settings)
     if check:
         try:
-            client.info()
-        except TransportError as exc:
+            backend.check(client, settings, probe)
+        except backend.errors() as exc:
             raise describe_failure(exc, settings) from exc
     return client
 
@@ -123,16 +113,29 @@ def _warn_insecure(settings: ConnectionSettings) -> None:
 
 
 def describe_failure(
-    exc: BaseException, settings: ConnectionSettings | None = None
+    exc: BaseException,
+    settings: ConnectionSettings | None = None,
+    *,
+    engine: Backend | None = None,
+    engine_known: bool = True,
 ) -> DotbridgeError:
     """The one sentence a user sees for a client failure (TLS, 401, 403, timeouts, HTTP errors).
 
-    Takes any opensearch-py exception (a DotbridgeError is returned as it is). With the settings
-    in use, the message names the URL, the user and the timeouts; never the password.
+    Takes any exception of either engine's client (a DotbridgeError is returned as it is). With
+    the settings in use, the message names the URL, the user and the timeouts; never the
+    password. The sentence names `engine`, else the engine whose client failed, unless
+    `engine_known` is False (detection, before any engine answered).
     """
     if isinstance(exc, DotbridgeError):
         return exc
-    error = _describe(exc, settings or _UNKNOWN, known=settings is not None)
+    backend = owner(exc)
+    failure = backend.classify(exc) if backend is not None else None
+    if failure is None:
+        failure = Failure("other", status_of(exc), error_reason(exc))
+    named = (engine or backend) if engine_known else None
+    product = named.product if named is not None else None
+    hint = named.start_hint if named is not None else None
+    error = _sentence(failure, settings or _UNKNOWN, product, hint, known=settings is not None)
     if error.message.startswith(_UNKNOWN.url):  # a sentence starts with a capital
         error.message = error.message[:1].upper() + error.message[1:]
     password = settings.password if settings else None
@@ -143,73 +146,87 @@ def describe_failure(
 
 # Stands in for the settings when a caller has none: "the cluster", timeouts not named.
 _UNKNOWN = ConnectionSettings(url="the cluster")
+# Names the engine when none has answered yet.
+_EITHER = "OpenSearch or Elasticsearch"
+_EITHER_HINT = (
+    "start a local node with `dotbridge opensearch start` (or `dotbridge elasticsearch start`)"
+)
 
 
-def _describe(exc: BaseException, settings: ConnectionSettings, *, known: bool) -> DotbridgeError:
+def _sentence(
+    failure: Failure,
+    settings: ConnectionSettings,
+    product: str | None,
+    start_hint: str | None,
+    *,
+    known: bool,
+) -> DotbridgeError:
     url = settings.safe_url
     user = settings.user
-    if isinstance(exc, AuthenticationException):
+    engine = product or _EITHER
+    kind = failure.kind
+    if kind == "unauthenticated":
+        at = f"{product} at {url}" if product else f"The cluster at {url}"
         if user:
             return AuthenticationFailed(
-                f"OpenSearch at {url} refused the credentials of user {user!r} (HTTP 401): "
+                f"{at} refused the credentials of user {user!r} (HTTP 401): "
                 "check --user (OPENSEARCH_USER) and the password in OPENSEARCH_PASSWORD."
             )
         return AuthenticationFailed(
-            f"OpenSearch at {url} requires a user (HTTP 401): pass --user (or set "
+            f"{at} requires a user (HTTP 401): pass --user (or set "
             "OPENSEARCH_USER) and set OPENSEARCH_PASSWORD."
         )
-    if isinstance(exc, AuthorizationException):
+    if kind == "forbidden":
         who = f"User {user!r}" if user else ("A request without a user" if known else "The user")
         return PermissionDenied(
-            f"{who} may not do this on {url} ({error_reason(exc)}): use a user with that "
+            f"{who} may not do this on {url} ({failure.reason}): use a user with that "
             "permission or ask the cluster's administrator for it."
         )
-    if isinstance(exc, SSLError):
-        return _describe_tls(exc, settings)
-    if isinstance(exc, ConnectionTimeout):
-        if _is_connect_timeout(exc.info):
-            within = f"within {settings.connect_timeout:g} s" if known else "in time"
-            return ClusterTimeout(
-                f"Nothing at {url} accepted a connection {within}: check the URL and the "
-                "network, or raise --connect-timeout."
-            )
+    if kind == "tls":
+        return _describe_tls(failure.detail, settings)
+    if kind == "connect_timeout":
+        within = f"within {settings.connect_timeout:g} s" if known else "in time"
+        return ClusterTimeout(
+            f"Nothing at {url} accepted a connection {within}: check the URL and the "
+            "network, or raise --connect-timeout."
+        )
+    if kind == "read_timeout":
         within = f"within {settings.timeout:g} s" if known else "in time"
         return ClusterTimeout(
             f"{url} accepted the connection but sent no answer {within}: check that it is a "
-            "healthy OpenSearch node, or raise --timeout."
+            f"healthy {engine} node, or raise --timeout."
         )
-    if isinstance(exc, OSConnectionError):
-        if isinstance(exc.info, ProtocolError):
-            plain = known and not settings.uses_tls
-            hint = "if the cluster uses TLS, use an https:// URL, or " if plain else ""
-            return ConnectionFailed(
-                f"{url} closed the connection without an answer: {hint}check that an "
-                "OpenSearch node listens there."
-            )
+    if kind == "closed":
+        plain = known and not settings.uses_tls
+        hint = "if the cluster uses TLS, use an https:// URL, or " if plain else ""
         return ConnectionFailed(
-            f"No OpenSearch answers at {url} ({_cause(exc)}): start the local node with "
-            "`dotbridge opensearch start` or set OPENSEARCH_URL to your cluster."
+            f"{url} closed the connection without an answer: {hint}check that an "
+            f"{engine} node listens there."
         )
-    if isinstance(exc, TransportError):
-        status = exc.status_code
+    if kind == "unreachable":
+        return ConnectionFailed(
+            f"No {engine} answers at {url} ({failure.detail}): {start_hint or _EITHER_HINT} "
+            "or set OPENSEARCH_URL to your cluster."
+        )
+    status = failure.status
+    if kind == "http" and product:
         if isinstance(status, int) and (status == 429 or status >= 500):
             return RequestFailed(
-                f"OpenSearch at {url} could not serve the request ({error_reason(exc)}, HTTP "
+                f"{product} at {url} could not serve the request ({failure.reason}, HTTP "
                 f"{status}) after {MAX_RETRIES} retries: check the cluster's health and try again."
             )
         return RequestFailed(
-            f"OpenSearch at {url} refused the request (HTTP {status}, {error_reason(exc)}): "
+            f"{product} at {url} refused the request (HTTP {status}, {failure.reason}): "
             "check the index name and the options given, then try again."
         )
     return RequestFailed(
-        f"The request to {url} failed ({error_reason(exc)}): check that the cluster is up, then "
+        f"The request to {url} failed ({failure.reason}): check that the cluster is up, then "
         "try again."
     )
 
 
-def _describe_tls(exc: SSLError, settings: ConnectionSettings) -> DotbridgeError:
+def _describe_tls(text: str, settings: ConnectionSettings) -> DotbridgeError:
     url = settings.safe_url
-    text = str(exc.info)
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         detail = _ssl_detail(text)
         if settings.ca_certs:
@@ -241,14 +258,6 @@ def _ssl_detail(text: str) -> str:
     return " ".join(text.split())[:200]
 
 
-def _cause(exc: OSConnectionError) -> str:
-    """'Connection refused' from urllib3's 'HTTPConnection(...): Failed to ...: [Errno 111] ...'."""
-    text = " ".join(str(exc.info).split())
-    if isinstance(exc.info, NewConnectionError):
-        text = re.sub(r"^\[Errno -?\d+\] ", "", text.rsplit(": ", 1)[-1])
-    return text[:200] or type(exc.info).__name__
-
-
 # ---- may this user write? ----------------------------------------------------------------------
 
 # A write run (ingest) creates the index or changes its settings and mapping, writes documents
@@ -258,7 +267,7 @@ def _cause(exc: OSConnectionError) -> str:
 _NEVER = 2**62  # a primary term no index reaches: a conditional write that can never apply
 
 
-def check_can_write(client: OpenSearch, index: str) -> None:
+def check_can_write(client: Any, index: str) -> None:
     """Raise PermissionDenied, before anything is written, if this user may not fill `index`."""
     settings_probe = _probe(
         client,
@@ -301,17 +310,8 @@ def check_can_write(client: OpenSearch, index: str) -> None:
     _probe(client, "refresh", index, allowed=(200, 404), method="POST", path=f"/{index}/_refresh")
 
 
-def _client_user(client: OpenSearch) -> str | None:
-    """The user name the client authenticates as (basic auth), for messages."""
-    for connection in client.transport.connection_pool.connections:
-        auth = getattr(connection, "http_auth", None)
-        if isinstance(auth, (tuple, list)) and auth:
-            return str(auth[0])
-    return None
-
-
 def _probe(
-    client: OpenSearch,
+    client: Any,
     action: str,
     index: str,
     *,
@@ -321,18 +321,19 @@ def _probe(
     body: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
 ) -> int:
+    backend = backend_of(client)
     try:
-        client.transport.perform_request(method, path, params=params, body=body)
+        backend.request(client, method, path, params=params, body=body)
         status = 200
-    except AuthorizationException as exc:
-        user = _client_user(client)
-        who = f"User {user!r}" if user else "This client"
-        raise PermissionDenied(
-            f"{who} may not {action} index {index!r} ({error_reason(exc)}): use a user who may "
-            "write to it; nothing was written."
-        ) from exc
-    except TransportError as exc:
-        status = exc.status_code if isinstance(exc.status_code, int) else 0
+    except backend.errors() as exc:
+        status = backend.status(exc) or 0
+        if status == 403:
+            user = backend.user(client)
+            who = f"User {user!r}" if user else "This client"
+            raise PermissionDenied(
+                f"{who} may not {action} index {index!r} ({error_reason(exc)}): use a user who "
+                "may write to it; nothing was written."
+            ) from exc
         if status not in allowed:
             raise
     if status not in allowed:  # e.g. a 2xx where a refusal was expected: stop, write nothing

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from bridge.indexes import IndexSpec
 
 DEFAULT_URL = "http://127.0.0.1:9200"
+BACKENDS = ("auto", "opensearch", "elasticsearch")
+"""--backend: the engine behind the URL; auto asks the cluster which it is."""
 DEFAULT_GATEWAY_PORT = 9210  # `dotbridge serve`; beside OpenSearch 9200, Elasticsearch 9201
 DEFAULT_TIMEOUT = 60.0  # seconds to wait for an answer once connected
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to wait for a connection
@@ -35,6 +37,14 @@ class ConnectionSettings:
     ca_certs: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    backend: str = "auto"  # opensearch, elasticsearch, or auto: whichever the cluster is
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise BadInput(
+                f"Backend {self.backend!r} is unknown: choose one of {', '.join(BACKENDS)} "
+                "(--backend, DOTBRIDGE_BACKEND)."
+            )
 
     @property
     def safe_url(self) -> str:
@@ -52,7 +62,8 @@ class ConnectionSettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ConnectionSettings:
-        """Settings from OPENSEARCH_* variables; explicit non-None overrides win."""
+        """Settings from OPENSEARCH_* variables (for either engine) and DOTBRIDGE_BACKEND;
+        explicit non-None overrides win."""
         env = os.environ
         values: dict[str, object] = {
             "url": env.get("OPENSEARCH_URL") or DEFAULT_URL,
@@ -63,6 +74,7 @@ class ConnectionSettings:
             "ca_certs": env.get("OPENSEARCH_CA_CERTS") or None,
             "timeout": _seconds("OPENSEARCH_TIMEOUT", DEFAULT_TIMEOUT),
             "connect_timeout": _seconds("OPENSEARCH_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+            "backend": (env.get("DOTBRIDGE_BACKEND") or "auto").lower(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -78,15 +78,16 @@ def run_demo(
 
     `say` receives each line of the story as it happens.
     """
+    from bridge.backends import backend_of
     from bridge.client import connect
     from bridge.search import make_searcher
     from ingest.pipeline import ingest_corpus
 
     settings = _cluster(settings, say)
     client = connect(settings)
-    version = client.info()["version"]["number"]
+    backend = backend_of(client)
     plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
-    say(f"OpenSearch {version} at {settings.safe_url}; plugins: {plugins}")
+    say(f"{backend.product} {backend.version(client)} at {settings.safe_url}; plugins: {plugins}")
 
     say(f"Loading the model {model or SEED_MODEL} ...")
     chosen = choose_model(model, device=device)

@@ -60,3 +60,15 @@ def error_reason(error: Any) -> str:
             return ": ".join(str(part) for part in (kind, reason) if part)
         return str(error)
     return " ".join(str(error).split()) or "unknown error"
+
+
+def error_type(error: Any) -> str | None:
+    """The `type` of an engine's error (`resource_already_exists_exception`), from a client
+    exception (its response body) or an error body; None when it names none."""
+    info = getattr(error, "info", error)
+    if isinstance(info, dict) and "error" in info:
+        info = info["error"]
+    if isinstance(info, dict):
+        kind = info.get("type")
+        return kind if isinstance(kind, str) else None
+    return None

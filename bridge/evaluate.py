@@ -23,8 +23,7 @@ from bridge.config import MAX_RESULTS
 from bridge.errors import BadInput
 
 if TYPE_CHECKING:
-    from opensearchpy import OpenSearch
-
+    from bridge.backends import Client
     from bridge.config import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -317,7 +316,7 @@ def evaluate_dataset(
     dataset_dir: str | Path,
     *,
     mode: str,
-    connect: Callable[[], OpenSearch],
+    connect: Callable[[], Client],
     model: ModelSettings,
     index: str | None = None,
     run_file: str | Path | None = None,

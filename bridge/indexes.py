@@ -4,21 +4,23 @@ creating it from `mappings`, and pausing its refresh during a bulk load."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError, RequestError
 
-import mappings
-from bridge.errors import BadInput, IndexMismatch, error_reason
+from bridge.backends import backend_of, client_errors, is_not_found, status_of
+from bridge.errors import BadInput, IndexMismatch, error_reason, error_type
 from mappings import VECTOR_FIELD, Similarity
 
 if TYPE_CHECKING:
     from bridge.config import ModelSettings
     from bridge.encoder import Encoder
+
+log = logging.getLogger(__name__)
 
 META_KEY = "dotbridge"
 PAUSED_REFRESH_KEY = "paused_refresh_interval"
@@ -85,7 +87,9 @@ def read_spec(client: OpenSearch, index: str) -> IndexSpec | None:
     """
     try:
         mapping = client.indices.get_mapping(index=index)
-    except NotFoundError:
+    except client_errors() as exc:
+        if not is_not_found(exc):
+            raise
         return None
     (body,) = mapping.values()
     return spec_from_mapping(index, body.get("mappings", {}))
@@ -104,10 +108,12 @@ def spec_from_mapping(index: str, mappings: dict[str, Any]) -> IndexSpec:
         )
     spec = IndexSpec.from_meta(meta)
     field = mappings.get("properties", {}).get(spec.vector_field, {})
-    if field.get("dimension") != spec.dimension:
+    # OpenSearch's knn_vector says `dimension`, Elasticsearch's dense_vector `dims`.
+    dimension = field.get("dimension", field.get("dims"))
+    if dimension != spec.dimension:
         raise IndexMismatch(
             f"Index {index!r} has a {spec.vector_field!r} field of dimension "
-            f"{field.get('dimension')} but its _meta says {spec.dimension}: recreate the index."
+            f"{dimension} but its _meta says {spec.dimension}: recreate the index."
         )
     return spec
 
@@ -164,8 +170,8 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
             runtime = " --runtime onnx" if stored.quantization != "none" else ""
             advice += f" and --quantize {stored.quantization}{runtime}"
         raise IndexMismatch(
-            f"Index {index!r} was built by {stored.describe()}: {'; '.join(diffs)}. "
-            f"Use {advice}, or another --index."
+            f"Index {index!r} was built by {stored.describe()}, not by this encoder "
+            f"({'; '.join(diffs)}): use {advice}, or another --index."
         )
 
 
@@ -190,12 +196,13 @@ def ensure_index(
     if stored is not None:
         check_compatible(index, stored, spec)
         return False
-    body = mappings.index_body(
+    backend = backend_of(client)
+    body = backend.index_body(
         dimension=spec.dimension,
         similarity=spec.similarity,
         meta=spec.meta(),
         engine=options.engine,
-        analyzer=options.analyzer,
+        analyzer=available_analyzer(client, options.analyzer),
         m=options.m,
         ef_construction=options.ef_construction,
         shards=options.shards,
@@ -203,14 +210,43 @@ def ensure_index(
     )
     try:
         client.indices.create(index=index, body=body)
-    except RequestError as exc:
-        if exc.error == "resource_already_exists_exception":  # another worker was first
+    except client_errors() as exc:
+        if status_of(exc) != 400:
+            raise
+        if error_type(exc) == "resource_already_exists_exception":  # another worker was first
             return ensure_index(client, index, spec, options)
         raise BadInput(
-            f"OpenSearch refused to create index {index!r} ({error_reason(exc)}): check "
+            f"{backend.product} refused to create index {index!r} ({error_reason(exc)}): check "
             "--engine (faiss needs a cluster with its native library) and the other index options."
         ) from exc
     return True
+
+
+FALLBACK_ANALYZER = "standard"
+
+
+def available_analyzer(client: Any, analyzer: str) -> str:
+    """The analyzer if the cluster has it, else `standard` (said once, in a warning).
+
+    Elasticsearch's integration-test distribution has no `english` analyzer (its
+    analysis-common module is left out); `standard` is in every distribution.
+    """
+    if analyzer == FALLBACK_ANALYZER:
+        return analyzer
+    try:
+        client.indices.analyze(body={"analyzer": analyzer, "text": "dotbridge"})
+    except client_errors() as exc:
+        if status_of(exc) != 400:
+            raise
+        log.warning(
+            "%s has no %r analyzer (%s): the text fields use %r instead.",
+            backend_of(client).product,
+            analyzer,
+            error_reason(exc),
+            FALLBACK_ANALYZER,
+        )
+        return FALLBACK_ANALYZER
+    return analyzer
 
 
 @contextlib.contextmanager

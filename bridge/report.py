@@ -19,8 +19,7 @@ from bridge.evaluate import Split, evaluate, load_split, measures_for, read_run,
 from bridge.search import make_searcher
 
 if TYPE_CHECKING:
-    from opensearchpy import OpenSearch
-
+    from bridge.backends import Client
     from bridge.encoder import Encoder
     from ingest.ledger import IngestStats
 
@@ -28,6 +27,13 @@ log = logging.getLogger(__name__)
 
 EVAL_START = "<!-- eval:start -->"
 EVAL_END = "<!-- eval:end -->"
+
+
+def markers(engine: str) -> tuple[str, str]:
+    """The README markers of an engine's table: OpenSearch's `eval`, `eval-elasticsearch`."""
+    if engine == "opensearch":
+        return EVAL_START, EVAL_END
+    return f"<!-- eval-{engine}:start -->", f"<!-- eval-{engine}:end -->"
 
 
 # ---- the README table --------------------------------------------------------------------------
@@ -102,10 +108,12 @@ def replace_between_markers(
     return text.rstrip("\n") + ("\n\n" if text.strip() else "") + body + "\n"
 
 
-def update_readme(path: str | Path, block: str) -> Path:
+def update_readme(path: str | Path, block: str, engine: str = "opensearch") -> Path:
+    """Write the block between the engine's markers (see `markers`)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    path.write_text(replace_between_markers(text, block), encoding="utf-8")
+    start, end = markers(engine)
+    path.write_text(replace_between_markers(text, block, start=start, end=end), encoding="utf-8")
     return path
 
 
@@ -119,7 +127,7 @@ def corpus_size(path: str | Path) -> int:
 
 
 def ensure_ingested(
-    client: OpenSearch,
+    client: Client,
     corpus: str | Path,
     index: str,
     encoder: Encoder,
@@ -213,7 +221,7 @@ def plan_modes(split: Split, modes: Sequence[str] = MODES) -> list[ModePlan]:
 def evaluate_split(
     split: Split,
     *,
-    client: OpenSearch,
+    client: Client,
     index: str,
     encoder: Encoder,
     modes: Sequence[str] = MODES,
@@ -265,7 +273,7 @@ def index_name(collection: str, model: str = "minilm") -> str:
 def evaluate_collections(
     dataset_dirs: Sequence[str | Path],
     *,
-    client: OpenSearch,
+    client: Client,
     encoder: Encoder,
     modes: Sequence[str] = MODES,
     runs_dir: str | Path | None = None,
@@ -289,14 +297,23 @@ def evaluate_collections(
     return rows
 
 
-def eval_preamble(encoder: Encoder, opensearch_version: str, model_name: str = MINILM) -> str:
-    """The lines above the table: what was measured, with which settings, and how."""
+def eval_preamble(
+    encoder: Encoder,
+    engine: str,
+    model_name: str = MINILM,
+    analyzer: str = "english",
+) -> str:
+    """The lines above the table: what was measured, with which settings, and how.
+
+    `engine` names the cluster (`OpenSearch 3.5.0`), `analyzer` the text fields' analyzer.
+    """
     return (
         f"`{model_name}` ({encoder.pooling} pooling, "
         f"{'L2-normalised, ' if encoder.normalize else ''}{encoder.similarity.value}, "
-        f"passages cut at {encoder.passage_max_length} tokens) on OpenSearch {opensearch_version}, "
+        f"passages cut at {encoder.passage_max_length} tokens) on {engine}, "
         "one shard, Lucene HNSW (m=16, ef_construction=128); BM25 is a `multi_match` over title "
-        "and text with the english analyzer. Metrics by ir_measures over the judged test queries "
+        f"and text with the {analyzer} analyzer. Metrics by ir_measures over the judged test "
+        "queries "
         "(a query without hits counts 0); nDCG@10 uses the graded judgments, MRR@10 and recall "
         "count grade >= 1 (BEIR) or >= 2 (TREC DL, as trec_eval -l 2). "
         "A dash: the run is not that deep."
@@ -304,7 +321,7 @@ def eval_preamble(encoder: Encoder, opensearch_version: str, model_name: str = M
 
 
 def eval_all(
-    client: OpenSearch,
+    client: Client,
     encoder: Encoder,
     *,
     datasets: Path = DEFAULT_DATASETS,
@@ -323,16 +340,33 @@ def eval_all(
     rows = evaluate_collections(
         dirs, client=client, encoder=encoder, modes=modes, runs_dir=runs_dir, progress=progress
     )
+    from bridge.backends import backend_of
+
+    backend = backend_of(client)
     command = "dotbridge eval-all" + (f" --readme {readme}" if readme is not None else "")
+    start = f"dotbridge {backend.name} start"
+    if backend.name == "elasticsearch":  # its local node listens beside OpenSearch's
+        command += " --url http://127.0.0.1:9201"
     if tuple(collections) != DEFAULT_COLLECTIONS:
         command += f" --collections {','.join(collections)}"
     if datasets != DEFAULT_DATASETS:
         command += f" --datasets {datasets}"
+    analyzers = {index_analyzer(client, index_name(Path(d).resolve().name)) for d in dirs}
     block = render_table(
         rows,
-        preamble=eval_preamble(encoder, client.info()["version"]["number"]),
-        commands=["make install", "dotbridge opensearch start", command],
+        preamble=eval_preamble(
+            encoder,
+            f"{backend.product} {backend.version(client)}",
+            analyzer=" / ".join(sorted(a for a in analyzers if a)) or "default",
+        ),
+        commands=["make install", start, command],
     )
     if readme is not None:
-        update_readme(readme, block)
+        update_readme(readme, block, backend.name)
     return block
+
+
+def index_analyzer(client: Client, index: str) -> str | None:
+    """The analyzer of an index's `text` field (None when the mapping names none)."""
+    (body,) = client.indices.get_mapping(index=index).values()
+    return body["mappings"].get("properties", {}).get("text", {}).get("analyzer")

@@ -1,6 +1,6 @@
 """The bulk writer: indexes encoded batches on a background thread, retrying transient failures.
 
-Items OpenSearch refuses for good go to the rejects file with its reason; 429 and 5xx items and
+Items the cluster refuses for good go to the rejects file with its reason; 429 and 5xx items and
 dropped connections are retried with back-off (tenacity), resending only what is still pending.
 """
 
@@ -13,12 +13,10 @@ import time
 from typing import Any
 
 import numpy as np
-from opensearchpy import OpenSearch
-from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
-from opensearchpy.helpers import streaming_bulk
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from bridge import backends
+from bridge.backends import Client
 from bridge.errors import error_reason
 from ingest.ledger import Ledger
 from ingest.readers import Record
@@ -33,9 +31,8 @@ class TransientItems(Exception):
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (TransientItems, OSConnectionError)):
-        return True
-    return isinstance(exc, TransportError) and exc.status_code in TRANSIENT_STATUS
+    """Transient items, or a client error of either engine worth a retry (429, 5xx, no answer)."""
+    return isinstance(exc, TransientItems) or backends.is_transient(exc)
 
 
 def retrying(max_seconds: float) -> Retrying:
@@ -65,13 +62,14 @@ class BulkWriter:
 
     def __init__(
         self,
-        client: OpenSearch,
+        client: Client,
         index: str,
         vector_field: str,
         ledger: Ledger,
         max_retry_seconds: float,
     ) -> None:
         self.client, self.index, self.vector_field = client, index, vector_field
+        self.backend = backends.backend_of(client)
         self.ledger = ledger
         self.retrying = retrying(max_retry_seconds)
         self._queue: queue.Queue = queue.Queue(maxsize=2)
@@ -126,7 +124,7 @@ class BulkWriter:
         """Bulk the pending actions; drop each finished one so a retry resends only the rest."""
         actions = [action for _, action in pending.values()]
         transient = 0
-        for ok, result in streaming_bulk(
+        for ok, result in self.backend.streaming_bulk(
             self.client,
             actions,
             chunk_size=len(actions),
@@ -143,7 +141,7 @@ class BulkWriter:
                 continue
             else:
                 self.ledger.reject(
-                    record.line, doc_id, f"refused by OpenSearch: {error_reason(info)}"
+                    record.line, doc_id, f"refused by {self.backend.product}: {error_reason(info)}"
                 )
             del pending[doc_id]
         if transient:

@@ -1,5 +1,6 @@
 """A real `dotbridge serve` process for the gateway tests: started once per session on a free
-loopback port, in front of the session's OpenSearch node, serving the tiny random model."""
+loopback port, in front of the session's OpenSearch node (and one in front of its Elasticsearch
+node, for the tests of both engines), serving the tiny random model."""
 
 from __future__ import annotations
 
@@ -113,6 +114,22 @@ def gateway_url(
         stop(proc)
 
 
+@pytest.fixture(scope="session")
+def es_gateway_url(
+    elasticsearch_settings: ConnectionSettings,
+    tiny_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The gateway in front of the session's Elasticsearch node (the engine detected)."""
+    log = tmp_path_factory.mktemp("gateway-es") / "serve.log"
+    proc, url = start_gateway(elasticsearch_settings, tiny_model_dir, log, "--meta-ttl", "1")
+    try:
+        wait_ready(proc, url, log)
+        yield url
+    finally:
+        stop(proc)
+
+
 def request(
     base: str,
     method: str,
@@ -154,22 +171,14 @@ def dotbridge_index(client, encoder, n_docs: int) -> Iterator[str]:
     deleted afterwards."""
     import uuid
 
-    from opensearchpy.helpers import bulk
-
-    import mappings
+    from bridge.backends import backend_of
     from bridge.gateway.aliases import mode_aliases
-    from bridge.indexes import IndexSpec
+    from bridge.indexes import IndexOptions, IndexSpec, ensure_index
 
     name = f"test-gateway-{uuid.uuid4().hex[:8]}"
     corpus = read_jsonl(SCIFACT / "corpus.jsonl", n_docs)
     vectors = encoder.encode_passages([f"{d['title']} {d['text']}" for d in corpus])
-    body = mappings.index_body(
-        dimension=encoder.dim,
-        similarity=encoder.similarity,
-        meta=IndexSpec.of(encoder).meta(),
-        shards=2,
-    )
-    client.indices.create(index=name, body=body)
+    ensure_index(client, name, IndexSpec.of(encoder), IndexOptions(shards=2))
     try:
         actions = (
             {
@@ -182,7 +191,7 @@ def dotbridge_index(client, encoder, n_docs: int) -> Iterator[str]:
             }
             for d, v in zip(corpus, vectors, strict=True)
         )
-        bulk(client, actions)
+        backend_of(client).bulk(client, actions)
         client.indices.refresh(index=name)
         mode_aliases(client, name)
         yield name

@@ -4,6 +4,9 @@ OpenSearch: OPENSEARCH_URL or the embedded node on DOTBRIDGE_TEST_PORT (9250). E
 ELASTICSEARCH_URL or a local node on DOTBRIDGE_TEST_ES_PORT (9251). A secured OpenSearch node
 (TLS, users, roles) on DOTBRIDGE_TEST_SECURE_PORT (9252), with certificates and users generated
 anew for each test session. Integration tests fail, never skip, when no node can be had.
+
+`engine` runs a test module once per engine (OpenSearch, then Elasticsearch): its client,
+settings and backend; `engine_index` is a unique index name on it, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch
 
+from bridge.backends import Backend, backend_of
 from bridge.client import connect
 from bridge.config import ConnectionSettings
 from bridge.errors import DotbridgeError
@@ -117,9 +123,8 @@ def elasticsearch_settings(request: pytest.FixtureRequest) -> Iterator[Connectio
 
 @pytest.fixture
 def es_client(elasticsearch_settings: ConnectionSettings):
-    from elasticsearch import Elasticsearch
-
-    return Elasticsearch(elasticsearch_settings.url)
+    """dotbridge's client of the session's Elasticsearch node (elasticsearch-py's)."""
+    return connect(elasticsearch_settings)
 
 
 @pytest.fixture
@@ -163,3 +168,42 @@ def secure_index(secure_settings: ConnectionSettings, request: pytest.FixtureReq
     name = _unique_name(request)
     yield name
     connect(secure_settings).indices.delete(index=name, ignore_unavailable=True)
+
+
+# ---- both engines ------------------------------------------------------------------------------
+
+ENGINES = ("opensearch", "elasticsearch")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One real node of an engine, as the tests of both engines use it."""
+
+    name: str
+    settings: ConnectionSettings
+    client: Any
+
+    @property
+    def backend(self) -> Backend:
+        return backend_of(self.client)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points the CLI at this node (the engine is detected)."""
+        return {"OPENSEARCH_URL": self.settings.url}
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Each engine in turn: a module's tests run against OpenSearch, then Elasticsearch (the
+    session's nodes, started once)."""
+    settings = request.getfixturevalue(f"{request.param}_settings")
+    return Engine(request.param, settings, connect(settings))
+
+
+@pytest.fixture
+def engine_index(engine: Engine, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A unique index name on the engine's node for one test, deleted afterwards."""
+    name = _unique_name(request)
+    yield name
+    engine.client.indices.delete(index=name, ignore_unavailable=True)

@@ -11,10 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from bridge import report
+from bridge.backends import backend_of
 from bridge.cli import main
+from bridge.client import connect
 from bridge.config import ModelSettings
 from bridge.evaluate import load_split
-from bridge.indexes import encoder_for_index
+from bridge.indexes import available_analyzer, encoder_for_index
 from bridge.search import make_searcher
 from ingest.pipeline import ingest_corpus
 
@@ -145,8 +148,13 @@ def test_eval_cli_searches_writes_the_run_and_prints_metrics(
     assert again == metrics
 
 
-def test_eval_all_cli_on_a_small_collection(os_client, env, tmp_path):
-    """eval-all on a 200-document slice of SciFact with its judged queries, into a README."""
+@pytest.mark.parametrize("engine_name", ["opensearch", "elasticsearch"])
+def test_eval_all_cli_on_a_small_collection(engine_name, request, tmp_path):
+    """eval-all on a 200-document slice of SciFact with its judged queries, into a README: the
+    table between the engine's own markers, saying which engine and analyzer it measured."""
+    settings = request.getfixturevalue(f"{engine_name}_settings")
+    os_client = connect(settings)
+    env = {"OPENSEARCH_URL": settings.url}
     datasets = tmp_path / "datasets"
     mini = datasets / "scifact-mini"
     (mini / "qrels").mkdir(parents=True)
@@ -185,6 +193,13 @@ def test_eval_all_cli_on_a_small_collection(os_client, env, tmp_path):
             assert (tmp_path / "runs" / f"scifact-mini.{mode}.trec").is_file()
         assert f"--collections scifact-mini --datasets {datasets}" in text
         assert os_client.count(index=index)["count"] == 200
+        start, end = report.markers(engine_name)
+        assert text.count(start) == 1 and text.index(start) < text.index(end)
+        backend = backend_of(os_client)
+        product = f"{backend.product} {backend.version(os_client)}"
+        # english where the cluster has it (the local Elasticsearch has not: standard).
+        analyzer = available_analyzer(os_client, "english")
+        assert f"on {product}, one shard" in text and f"with the {analyzer} analyzer" in text
     finally:
         os_client.indices.delete(index=index, ignore_unavailable=True)
 

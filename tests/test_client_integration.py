@@ -1,4 +1,5 @@
-"""client.check_can_write and client.describe_failure against real nodes, plain and secured."""
+"""client.check_can_write and client.describe_failure against real nodes: OpenSearch plain and
+secured, and Elasticsearch."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ def _state(client, index):
     )
 
 
-@pytest.mark.parametrize("node", ["plain", "secured"])
-def test_check_can_write_allows_a_writer_and_changes_nothing(
-    node, os_client, index_name, secure_settings, secure_index
-):
-    client, index = (os_client, index_name) if node == "plain" else (
-        connect(secure_settings), secure_index
-    )  # fmt: skip
+@pytest.mark.parametrize("node", ["plain", "secured", "elasticsearch"])
+def test_check_can_write_allows_a_writer_and_changes_nothing(node, request):
+    if node == "plain":
+        client, index = request.getfixturevalue("os_client"), request.getfixturevalue("index_name")
+    elif node == "secured":
+        client = connect(request.getfixturevalue("secure_settings"))
+        index = request.getfixturevalue("secure_index")
+    else:  # the same probes through elasticsearch-py
+        client, index = request.getfixturevalue("es_client"), request.getfixturevalue("es_index")
     check_can_write(client, index)  # missing: may create it
     assert not client.indices.exists(index=index)
     client.indices.create(index=index, body={"mappings": {"properties": {"t": {"type": "text"}}}})

@@ -58,7 +58,8 @@ def test_cli_never_prints_the_password():
     env = {"OPENSEARCH_URL": "http://127.0.0.1:9", "OPENSEARCH_PASSWORD": "s3cret-pw"}
     result = CliRunner().invoke(main, ["opensearch", "status", "--user", "admin"], env=env)
     assert result.exit_code == 1
-    assert "No OpenSearch answers at http://127.0.0.1:9" in result.output
+    # Nothing answered, so no engine is named (--backend would name one).
+    assert "No OpenSearch or Elasticsearch answers at http://127.0.0.1:9" in result.output
     assert "s3cret-pw" not in result.output
     help_text = CliRunner().invoke(main, ["search", "--help"], env=env).output
     assert "s3cret-pw" not in help_text
@@ -79,7 +80,8 @@ def test_server_that_never_answers_is_reported_within_the_read_timeout():
     line = result.output.strip()
     assert line == (
         f"Error: http://127.0.0.1:{server.port} accepted the connection but sent no answer "
-        "within 1.5 s: check that it is a healthy OpenSearch node, or raise --timeout."
+        "within 1.5 s: check that it is a healthy OpenSearch or Elasticsearch node, or raise "
+        "--timeout."
     )
     # One connection, one wait: a timeout is not retried (it was 6 x 60 s before).
     assert accepted == 1
@@ -197,7 +199,9 @@ def test_describe_failure_without_settings_names_no_url_or_timeout():
     from bridge.client import describe_failure
 
     with silent_server() as server:
-        settings = ConnectionSettings(url=f"http://127.0.0.1:{server.port}", timeout=0.5)
+        settings = ConnectionSettings(
+            url=f"http://127.0.0.1:{server.port}", timeout=0.5, backend="opensearch"
+        )
         with pytest.raises(OSConnectionError) as raised:
             connect(settings, check=False).info()
     error = describe_failure(raised.value)

@@ -1,8 +1,9 @@
 """`dotbridge serve` as a real process in front of a real node, over HTTP: nothing mocked.
 
-Pass-through parity with the cluster, opensearch-py through the gateway, every dotbridge
-feature against `dotbridge search` in the same mode, Discover's own bodies on per-mode names,
-the model API, refusals and outages.
+Pass-through parity with the cluster, a client through the gateway, every dotbridge feature
+against `dotbridge search` in the same mode, Discover's own bodies on per-mode names, the model
+API, refusals and outages. The module runs once per engine (`engine`): a gateway in front of
+OpenSearch, then one in front of Elasticsearch.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from opensearchpy import OpenSearch
 
-import mappings
 from bridge.cli import main
 from bridge.client import connect
 from bridge.config import ConnectionSettings
 from bridge.encoder import Encoder
-from bridge.indexes import IndexSpec
+from bridge.indexes import IndexSpec, available_analyzer
 from bridge.search import make_searcher, to_similarity
 from bridge.search.bodies import bm25_query
 from mappings import Similarity
@@ -46,8 +45,15 @@ QUERIES = 6
 
 
 @pytest.fixture(scope="module")
-def client(opensearch_settings) -> OpenSearch:
-    return connect(opensearch_settings)
+def client(engine):
+    return engine.client
+
+
+@pytest.fixture(scope="module")
+def gateway(engine, request) -> str:
+    """The session's gateway in front of the engine's node."""
+    name = "gateway_url" if engine.name == "opensearch" else "es_gateway_url"
+    return request.getfixturevalue(name)
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +105,17 @@ def normalized(value: Any, index: str) -> Any:
     return value
 
 
-def exchange(base: str, index: str) -> list[tuple[str, int, Any]]:
-    """A fixed list of requests, as a client makes them: (what, status, normalized answer)."""
+def exchange(base: str, index: str, engine: str) -> list[tuple[str, int, Any]]:
+    """A fixed list of requests, as a client makes them: (what, status, normalized answer).
+
+    Point-in-time searches have their own endpoints on each engine."""
     out: list[tuple[str, int, Any]] = []
 
-    def do(what, method, path, body=None, **kwargs):
+    def do(what, method, path, body=None, *, volatile=(), **kwargs):
         resp = request(base, method, path.replace("{I}", index), body, **kwargs)
         data = answer(resp) if method != "HEAD" else resp.headers.get("content-length")
-        out.append((what, resp.status, normalized(data, index)))
+        kept = {k: v for k, v in data.items() if k not in volatile} if volatile else data
+        out.append((what, resp.status, normalized(kept, index)))
         return data
 
     do("create", "PUT", "/{I}", {"mappings": {"properties": {"n": {"type": "integer"}}}})
@@ -126,9 +135,14 @@ def exchange(base: str, index: str) -> list[tuple[str, int, Any]]:
     first = do("scroll", "POST", "/{I}/_search?scroll=1m", {"size": 2, "sort": ["n"]})
     do("scroll next", "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": first["_scroll_id"]})
     do("scroll clear", "DELETE", "/_search/scroll", {"scroll_id": first["_scroll_id"]})
-    pit = do("pit", "POST", "/{I}/_search/point_in_time?keep_alive=1m")
-    do("pit search", "POST", "/_search", {"pit": {"id": pit["pit_id"]}, "size": 2, "sort": ["n"]})
-    do("pit delete", "DELETE", "/_search/point_in_time", {"pit_id": [pit["pit_id"]]})
+    if engine == "opensearch":
+        pit = do("pit", "POST", "/{I}/_search/point_in_time?keep_alive=1m")["pit_id"]
+        do("pit search", "POST", "/_search", {"pit": {"id": pit}, "size": 2, "sort": ["n"]})
+        do("pit delete", "DELETE", "/_search/point_in_time", {"pit_id": [pit]})
+    else:
+        pit = do("pit", "POST", "/{I}/_pit?keep_alive=1m", volatile={"id"})["id"]
+        do("pit search", "POST", "/_search", {"pit": {"id": pit}, "size": 2, "sort": ["n"]})
+        do("pit delete", "DELETE", "/_pit", {"id": pit})
     lines = [{"index": index}, {"query": {"match": {"text": "number"}}, "sort": ["n"]}]
     lines += [{}, {"size": 0}]
     do("msearch", "POST", "/{I}/_msearch", lines, ndjson=True)
@@ -143,11 +157,11 @@ def exchange(base: str, index: str) -> list[tuple[str, int, Any]]:
     return out
 
 
-def test_pass_through_answers_as_the_cluster(gateway_url, opensearch_settings):
+def test_pass_through_answers_as_the_cluster(gateway, engine):
     direct_index = f"test-parity-{uuid.uuid4().hex[:8]}"
     gateway_index = f"test-parity-{uuid.uuid4().hex[:8]}"
-    direct = exchange(opensearch_settings.url, direct_index)
-    through = exchange(gateway_url, gateway_index)
+    direct = exchange(engine.settings.url, direct_index, engine.name)
+    through = exchange(gateway, gateway_index, engine.name)
     statuses = {what: status for what, status, _ in direct}
     assert statuses["400"] == 400 and statuses["404"] == 404 and statuses["head missing"] == 404
     for (what, status, data), (_, g_status, g_data) in zip(direct, through, strict=True):
@@ -155,15 +169,18 @@ def test_pass_through_answers_as_the_cluster(gateway_url, opensearch_settings):
         assert g_data == data, what
 
 
-def test_opensearch_py_ingests_and_searches_through_the_gateway(
-    gateway_url, client, encoder, tmp_path, index_name
+def test_the_engines_client_ingests_and_searches_through_the_gateway(
+    gateway, client, encoder, tmp_path, engine_index
 ):
+    """opensearch-py or elasticsearch-py, as the gateway's cluster is: detected through it."""
+    index_name = engine_index
     from ingest.pipeline import ingest_corpus
 
     corpus = tmp_path / "corpus.jsonl"
     rows = read_jsonl(SCIFACT / "corpus.jsonl", 40)
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    through = connect(ConnectionSettings(url=gateway_url))
+    through = connect(ConnectionSettings(url=gateway))
+    assert type(through) is type(client)
     stats = ingest_corpus(
         corpus, client=through, index=index_name, encoder=encoder, rejects=tmp_path / "r.jsonl"
     )
@@ -179,35 +196,37 @@ def test_opensearch_py_ingests_and_searches_through_the_gateway(
 # ---- the modes ----------------------------------------------------------------------------------
 
 
-def test_neural_matches_knn_mode(gateway_url, client, encoder, index, queries):
+def test_neural_matches_knn_mode(gateway, engine, client, encoder, index, queries):
     knn = make_searcher("knn", client, index, encoder)
     for query in queries:
         body = {"size": 10, "query": {"neural": {"vector": {"query_text": query, "k": 10}}}}
-        got = search(gateway_url, index, body)["hits"]["hits"]
+        got = search(gateway, index, body)["hits"]["hits"]
         expected = knn.search(query, 10)
         assert [h["_id"] for h in got] == [h.doc_id for h in expected]
         for h, e in zip(got, expected, strict=True):
-            assert to_similarity(h["_score"], Similarity.DOT) == pytest.approx(e.score, abs=1e-4)
-    # opensearch-py gzips its request bodies: the gateway reads them all the same.
-    through = connect(ConnectionSettings(url=gateway_url))
+            similarity = to_similarity(h["_score"], Similarity.DOT, engine.backend)
+            assert similarity == pytest.approx(e.score, abs=1e-4)
+    # The engine's client (opensearch-py gzips its request bodies, elasticsearch-py checks
+    # the product header of every answer): the gateway serves it all the same.
+    through = connect(ConnectionSettings(url=gateway))
     body = {"size": 10, "query": {"neural": {"vector": {"query_text": queries[0], "k": 10}}}}
     got = through.search(index=index, body=body)["hits"]["hits"]
     assert [h["_id"] for h in got] == [h.doc_id for h in knn.search(queries[0], 10)]
 
 
-def test_neural_matches_the_search_command(gateway_url, opensearch_settings, tiny_model_dir, index):
+def test_neural_matches_the_search_command(gateway, engine, tiny_model_dir, index):
     query = "vitamin d and bone fractures"
     args = ["search", query, "--index", index, "--mode", "knn", "-k", "8", "--json"]
     args += ["--model", str(tiny_model_dir), "--pooling", "mean", "--device", "cpu"]
-    args += ["--url", opensearch_settings.url]
+    args += ["--url", engine.settings.url]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     expected = [json.loads(line)["doc_id"] for line in result.output.splitlines() if line.strip()]
     body = {"size": 8, "query": {"neural": {"vector": {"query_text": query, "k": 8}}}}
-    assert ids(search(gateway_url, index, body)) == expected
+    assert ids(search(gateway, index, body)) == expected
 
 
-def test_rerank_matches_rerank_mode(gateway_url, client, encoder, index, queries):
+def test_rerank_matches_rerank_mode(gateway, client, encoder, index, queries):
     rerank = make_searcher("rerank", client, index, encoder, candidates=100)
     for query in queries:
         expected = rerank.search(query, 10)
@@ -216,7 +235,7 @@ def test_rerank_matches_rerank_mode(gateway_url, client, encoder, index, queries
             "query": bm25_query(query),
             "ext": {"rerank": {"query_context": {"query_text": query}}},
         }
-        got = search(gateway_url, index, body)
+        got = search(gateway, index, body)
         assert ids(got) == [h.doc_id for h in expected]
         scores = [h["_score"] for h in got["hits"]["hits"]]
         np.testing.assert_allclose(scores, [h.score for h in expected], atol=1e-4)
@@ -227,11 +246,11 @@ def test_rerank_matches_rerank_mode(gateway_url, client, encoder, index, queries
             "query": {"multi_match": {**bm25_query(query)["multi_match"]}},
             "ext": {"rerank": {"query_context": {"query_text_path": "query.multi_match.query"}}},
         }
-        assert ids(search(gateway_url, index, paged)) == [h.doc_id for h in expected[4:10]]
+        assert ids(search(gateway, index, paged)) == [h.doc_id for h in expected[4:10]]
 
 
 @pytest.mark.parametrize(("fusion", "weight"), [("rrf", 0.5), ("linear", 0.3)])
-def test_hybrid_matches_hybrid_mode(gateway_url, client, encoder, index, queries, fusion, weight):
+def test_hybrid_matches_hybrid_mode(gateway, client, encoder, index, queries, fusion, weight):
     hybrid = make_searcher("hybrid", client, index, encoder, fusion=fusion, weight=weight)
     for query in queries:
         expected = hybrid.search(query, 10)
@@ -247,14 +266,14 @@ def test_hybrid_matches_hybrid_mode(gateway_url, client, encoder, index, queries
             },
             "ext": {"dotbridge": {"fusion": fusion, "weight": weight}},
         }
-        got = search(gateway_url, index, body)
+        got = search(gateway, index, body)
         assert ids(got) == [h.doc_id for h in expected]
         np.testing.assert_allclose(
             [h["_score"] for h in got["hits"]["hits"]], [h.score for h in expected], atol=1e-6
         )
 
 
-def test_neural_inside_bool_keeps_its_filter(gateway_url, client, index):
+def test_neural_inside_bool_keeps_its_filter(gateway, client, index):
     term = {"match": {"text": "cells"}}
     matching = {
         h["_id"]
@@ -271,14 +290,14 @@ def test_neural_inside_bool_keeps_its_filter(gateway_url, client, index):
             }
         },
     }
-    got = ids(search(gateway_url, index, body))
+    got = ids(search(gateway, index, body))
     assert got and set(got) <= matching
     # The neural clause's own filter restricts the k-NN search itself: k hits that all match.
     inner = {
         "size": 15,
         "query": {"neural": {"vector": {"query_text": "stem cells", "k": 15, "filter": term}}},
     }
-    got = ids(search(gateway_url, index, inner))
+    got = ids(search(gateway, index, inner))
     assert len(got) == 15 and set(got) <= matching
 
 
@@ -286,7 +305,7 @@ def test_neural_inside_bool_keeps_its_filter(gateway_url, client, index):
 
 
 @pytest.mark.parametrize("mode", ["bm25", "knn", "rerank", "hybrid"])
-def test_discover_bodies_on_per_mode_names(gateway_url, client, encoder, index, mode):
+def test_discover_bodies_on_per_mode_names(gateway, client, encoder, index, mode):
     """Discover's own request bodies for a DQL and a Lucene text, replayed against
     `<index>.<mode>`, rank as `dotbridge search --mode <mode>` does for the typed text.
 
@@ -306,14 +325,14 @@ def test_discover_bodies_on_per_mode_names(gateway_url, client, encoder, index, 
     ]
     assert expected
     for body in (discover_bodies.dql_body(text), discover_bodies.lucene_body(text)):
-        got = search(gateway_url, f"{index}.{mode}", body, discover_bodies.PARAMS)
+        got = search(gateway, f"{index}.{mode}", body, discover_bodies.PARAMS)
         assert ids(got) == expected
         assert all(h["_version"] == 1 for h in got["hits"]["hits"])  # version: true kept
         assert isinstance(got["hits"]["total"], dict)
 
 
 def test_discover_filters_restrict_the_mode_and_empty_text_passes_through(
-    gateway_url, client, encoder, index, opensearch_settings
+    gateway, client, encoder, index, engine
 ):
     pill = {"match_phrase": {"text": "cells"}}
     restriction = {"bool": {"filter": [pill]}}
@@ -322,17 +341,17 @@ def test_discover_filters_restrict_the_mode_and_empty_text_passes_through(
         searcher = make_searcher(mode, client, index, encoder, filter=restriction)
         expected = [h.doc_id for h in searcher.search(text, 50)]
         body = discover_bodies.dql_body(text, filters=[pill], size=50)
-        assert ids(search(gateway_url, f"{index}.{mode}", body)) == expected
+        assert ids(search(gateway, f"{index}.{mode}", body)) == expected
     # Nothing typed: Discover's match_all body is the cluster's answer, unchanged.
     empty = discover_bodies.empty_body(size=20)
-    got = search(gateway_url, f"{index}.knn", empty, discover_bodies.PARAMS)
-    direct = search(opensearch_settings.url, f"{index}.knn", empty, discover_bodies.PARAMS)
+    got = search(gateway, f"{index}.knn", empty, discover_bodies.PARAMS)
+    direct = search(engine.settings.url, f"{index}.knn", empty, discover_bodies.PARAMS)
     assert ids(got) == ids(direct) and len(ids(got)) == 20
 
 
-def test_rerank_highlights_the_typed_text(gateway_url, index):
+def test_rerank_highlights_the_typed_text(gateway, index):
     body = discover_bodies.dql_body("vitamin", size=5)
-    hits = search(gateway_url, f"{index}.rerank", body)["hits"]["hits"]
+    hits = search(gateway, f"{index}.rerank", body)["hits"]["hits"]
     marked = [h for h in hits if "highlight" in h]
     assert marked, "no highlight on re-ranked hits"
     tag = discover_bodies.HIGHLIGHT["pre_tags"][0]
@@ -342,9 +361,7 @@ def test_rerank_highlights_the_typed_text(gateway_url, index):
 # ---- msearch, model API, refusals ---------------------------------------------------------------
 
 
-def test_msearch_mixes_rewritten_and_plain_items_in_order(
-    gateway_url, client, encoder, index, queries
-):
+def test_msearch_mixes_rewritten_and_plain_items_in_order(gateway, client, encoder, index, queries):
     query = queries[0]
     lines = [
         {"index": index},
@@ -356,23 +373,23 @@ def test_msearch_mixes_rewritten_and_plain_items_in_order(
         {},
         {"query": {"neural": {"vector": {"query_text": "   "}}}},
     ]
-    resp = request(gateway_url, "POST", f"/{index}/_msearch", lines, ndjson=True)
+    resp = request(gateway, "POST", f"/{index}/_msearch", lines, ndjson=True)
     assert resp.status == 200
     knn_ids, bm25_ids, rerank_ids, error = answer(resp)["responses"]
     assert ids(knn_ids) == [
         h.doc_id for h in make_searcher("knn", client, index, encoder).search(query, 5)
     ]
-    assert ids(bm25_ids) == ids(search(gateway_url, index, {"size": 5, "query": bm25_query(query)}))
+    assert ids(bm25_ids) == ids(search(gateway, index, {"size": 5, "query": bm25_query(query)}))
     expected = make_searcher("rerank", client, index, encoder).search(query, 5)
     assert ids(rerank_ids) == [h.doc_id for h in expected]
     assert error["status"] == 400 and "empty" in error["error"]["reason"]
 
 
-def test_model_api_in_ml_commons_shapes(gateway_url, client, encoder, index):
+def test_model_api_in_ml_commons_shapes(gateway, client, encoder, index):
     texts = ["vitamin d", "stem cells and the immune system"]
-    (model,) = answer(request(gateway_url, "GET", "/_dotbridge"))["models"]
+    (model,) = answer(request(gateway, "GET", "/_dotbridge"))["models"]
     path = f"/_dotbridge/models/{model['name']}/_embed"
-    resp = request(gateway_url, "POST", path, {"input": texts})
+    resp = request(gateway, "POST", path, {"input": texts})
     vectors = answer(resp)
     assert resp.status == 200 and isinstance(vectors, list)
     np.testing.assert_allclose(vectors, encoder.encode_passages(texts), rtol=1e-4, atol=1e-5)
@@ -380,7 +397,7 @@ def test_model_api_in_ml_commons_shapes(gateway_url, client, encoder, index):
     top = client.search(index=index, body={"size": 8, "_source": False})["hits"]["hits"]
     doc_ids = [h["_id"] for h in top]
     resp = request(
-        gateway_url,
+        gateway,
         "POST",
         f"/_dotbridge/rerank/{index}",
         {"query": "vitamin d", "documents": doc_ids, "top_n": 5},
@@ -399,7 +416,10 @@ def test_model_api_in_ml_commons_shapes(gateway_url, client, encoder, index):
     np.testing.assert_allclose([r["relevance_score"] for r in ranked], reference[order], atol=1e-4)
 
 
-def test_an_index_of_another_model_is_refused_in_one_sentence(gateway_url, client, index_name):
+def test_an_index_of_another_model_is_refused_in_one_sentence(
+    gateway, engine, client, engine_index
+):
+    index_name = engine_index
     spec = IndexSpec(
         model="sentence-transformers/all-MiniLM-L6-v2",
         pooling="mean",
@@ -408,30 +428,34 @@ def test_an_index_of_another_model_is_refused_in_one_sentence(gateway_url, clien
         dimension=384,
         weights_sha256="0" * 64,
     )
-    client.indices.create(
-        index=index_name,
-        body=mappings.index_body(dimension=384, similarity=Similarity.COSINE, meta=spec.meta()),
+    body = engine.backend.index_body(
+        dimension=384,
+        similarity=Similarity.COSINE,
+        meta=spec.meta(),
+        analyzer=available_analyzer(client, "english"),
     )
+    client.indices.create(index=index_name, body=body)
     body = {"query": {"neural": {"vector": {"query_text": "vitamin d", "k": 3}}}}
-    resp = request(gateway_url, "POST", f"/{index_name}/_search", body)
+    resp = request(gateway, "POST", f"/{index_name}/_search", body)
     error = answer(resp)
     assert resp.status == 400 and error["status"] == 400
     reason = error["error"]["reason"]
     assert "sentence-transformers/all-MiniLM-L6-v2" in reason and "--model" in reason
     assert reason.count(". ") == 0 and reason.endswith(".")
-    served = answer(request(gateway_url, "GET", "/_dotbridge"))["models"]
+    served = answer(request(gateway, "GET", "/_dotbridge"))["models"]
     assert [m["dimension"] for m in served] == [32]  # nothing was loaded for that index
 
 
-def test_a_plain_index_refuses_neural_and_passes_plain_searches(gateway_url, client, index_name):
+def test_a_plain_index_refuses_neural_and_passes_plain_searches(gateway, client, engine_index):
+    index_name = engine_index
     client.indices.create(
         index=index_name, body={"mappings": {"properties": {"t": {"type": "text"}}}}
     )
     client.index(index=index_name, id="1", body={"t": "hello"}, refresh=True)
     body = {"query": {"neural": {"vector": {"query_text": "hello"}}}}
-    resp = request(gateway_url, "POST", f"/{index_name}/_search", body)
+    resp = request(gateway, "POST", f"/{index_name}/_search", body)
     assert resp.status == 400 and "not created by dotbridge" in answer(resp)["error"]["reason"]
-    plain = search(gateway_url, index_name, {"query": {"match": {"t": "hello"}}})
+    plain = search(gateway, index_name, {"query": {"match": {"t": "hello"}}})
     assert ids(plain) == ["1"]
 
 

@@ -1,4 +1,5 @@
-"""Ingest against a real node: counts, stored vectors, rejects, resume after SIGKILL, mismatch."""
+"""Ingest against a real node of each engine (the `engine` fixture: OpenSearch, then
+Elasticsearch): counts, stored vectors, rejects, resume after SIGKILL, mismatch."""
 
 from __future__ import annotations
 
@@ -17,11 +18,10 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.errors import IndexMismatch
-from bridge.indexes import IndexOptions, IndexSpec, ensure_index
+from bridge.indexes import IndexOptions, IndexSpec, available_analyzer, ensure_index
 from ingest.ledger import RejectsFile
 from ingest.pipeline import ingest
 from ingest.readers import Record, read_records
-from mappings import index_body
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,12 @@ def count(client, index):
     return client.count(index=index)["count"]
 
 
-def test_scifact_slice_count_and_stored_vectors(os_client, index_name, tiny_encoder, tmp_path):
+def test_scifact_slice_count_and_stored_vectors(engine, engine_index, tiny_encoder, tmp_path):
+    client, index_name = engine.client, engine_index
     records = list(read_records(SCIFACT, limit=300))
     stats = ingest(
         records,
-        client=os_client,
+        client=client,
         index=index_name,
         encoder=tiny_encoder,
         rejects=RejectsFile(tmp_path / "rejects.jsonl"),
@@ -48,29 +49,35 @@ def test_scifact_slice_count_and_stored_vectors(os_client, index_name, tiny_enco
     assert stats.truncated == sum(
         tiny_encoder.encode_passages([r.passage], return_truncated=True)[1][0] for r in records
     )
-    assert count(os_client, index_name) == 300
+    assert count(client, index_name) == 300
     assert not (tmp_path / "rejects.jsonl").exists()
     sample = [records[i] for i in (0, 17, 123, 299)]
-    docs = os_client.mget(index=index_name, body={"ids": [r.doc_id for r in sample]})["docs"]
+    docs = client.mget(index=index_name, body={"ids": [r.doc_id for r in sample]})["docs"]
     stored = np.array([d["_source"]["vector"] for d in docs], dtype=np.float32)
     expected = tiny_encoder.encode_passages([r.passage for r in sample])
     np.testing.assert_allclose(stored, expected, rtol=1e-6, atol=1e-6)
     assert [d["_source"].get("title", "") for d in docs] == [r.title for r in sample]
     # Refresh is back to its default after the run, and the pause marker is gone.
-    settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]
+    settings = client.indices.get_settings(index=index_name)[index_name]["settings"]
     assert "refresh_interval" not in settings["index"]
-    meta = os_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
+    meta = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
     assert meta == IndexSpec.of(tiny_encoder).meta()
 
 
 def test_bad_file_rejects_every_bad_line_and_indexes_every_good_one(
-    os_client, opensearch_settings, index_name, tiny_encoder, tmp_path
+    engine, engine_index, tiny_encoder, tmp_path
 ):
-    # A title mapped as a date makes OpenSearch itself refuse the record whose title is text.
+    client, index_name = engine.client, engine_index
+    # A title mapped as a date makes the engine itself refuse the record whose title is text.
     spec = IndexSpec.of(tiny_encoder)
-    body = index_body(dimension=spec.dimension, similarity=spec.similarity, meta=spec.meta())
+    body = engine.backend.index_body(
+        dimension=spec.dimension,
+        similarity=spec.similarity,
+        meta=spec.meta(),
+        analyzer=available_analyzer(client, "english"),
+    )
     body["mappings"]["properties"]["title"] = {"type": "date"}
-    os_client.indices.create(index=index_name, body=body)
+    client.indices.create(index=index_name, body=body)
     lines = [
         json.dumps({"_id": "g1", "text": "a good passage"}),
         "{broken json",
@@ -85,7 +92,7 @@ def test_bad_file_rejects_every_bad_line_and_indexes_every_good_one(
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "bad.rejects.jsonl"
-    result = run_cli(opensearch_settings, path, index_name, tiny_encoder, "--rejects", rejects)
+    result = run_cli(engine, path, index_name, tiny_encoder, "--rejects", rejects)
     assert result.exit_code == 2, result.output
     assert "6 of 9 records were rejected" in result.output
     by_line = {g["line"]: g for g in map(json.loads, rejects.read_text().splitlines())}
@@ -94,17 +101,19 @@ def test_bad_file_rejects_every_bad_line_and_indexes_every_good_one(
     assert "id field" in by_line[3]["reason"]
     assert by_line[4] == {"line": 4, "id": "e1", "reason": "empty text"}
     assert by_line[5] == {"line": 5, "id": "g1", "reason": "duplicate id in input"}
-    assert by_line[7]["id"] == "r1" and "refused by OpenSearch" in by_line[7]["reason"]
+    assert by_line[7]["id"] == "r1"
+    assert f"refused by {engine.backend.product}" in by_line[7]["reason"]
     assert "missing text field" in by_line[9]["reason"]
-    assert count(os_client, index_name) == 3
+    assert count(client, index_name) == 3
     read, indexed, rejected, present = summary_counts(result.output)
     assert read == indexed + rejected + present == 9
     assert (indexed, rejected) == (3, 6)
 
 
 def test_sigkill_then_rerun_resumes_without_duplicates(
-    os_client, opensearch_settings, index_name, tiny_model_dir, tmp_path
+    engine, engine_index, tiny_model_dir, tmp_path
 ):
+    client, index_name = engine.client, engine_index
     n = 1500
     good = [r for r in read_records(SCIFACT, limit=n) if isinstance(r, Record)]
     cmd = [
@@ -127,20 +136,20 @@ def test_sigkill_then_rerun_resumes_without_duplicates(
         "--rejects",
         str(tmp_path / "r.jsonl"),
     ]
-    env = {**os.environ, "OPENSEARCH_URL": opensearch_settings.url}
+    env = {**os.environ, **engine.env}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if indexed_ops(os_client, index_name) >= 300:
+        if indexed_ops(client, index_name) >= 300:
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"ingest ended before it could be killed: {proc.stdout.read()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    first = indexed_ops(os_client, index_name)
+    first = indexed_ops(client, index_name)
     assert 0 < first < n
     # The killed run left refresh paused; the rerun restores it.
-    paused = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    paused = client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
     assert paused["refresh_interval"] == "-1"
 
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -150,20 +159,21 @@ def test_sigkill_then_rerun_resumes_without_duplicates(
     assert read == len(good) and rejected == 0
     assert present > 0 and indexed + present == len(good)
     assert encoded == indexed < len(good)  # fewer passages encoded the second time
-    assert count(os_client, index_name) == len(good)
-    ids = os_client.search(
+    assert count(client, index_name) == len(good)
+    ids = client.search(
         index=index_name,
         body={"size": 0, "aggs": {"ids": {"cardinality": {"field": "doc_id"}}}},
     )["aggregations"]["ids"]["value"]
     assert ids == len(good)
-    restored = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    restored = client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
     assert "refresh_interval" not in restored
 
 
 def test_existing_index_with_another_dimension_is_refused(
-    os_client, opensearch_settings, index_name, tiny_encoder, minilm_dir, tmp_path
+    engine, engine_index, tiny_encoder, minilm_dir, tmp_path
 ):
-    ensure_index(os_client, index_name, IndexSpec.of(tiny_encoder), IndexOptions())
+    client, index_name = engine.client, engine_index
+    ensure_index(client, index_name, IndexSpec.of(tiny_encoder), IndexOptions())
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps({"_id": "1", "text": "hello"}) + "\n")
     from bridge.encoder import Encoder
@@ -172,22 +182,22 @@ def test_existing_index_with_another_dimension_is_refused(
     with pytest.raises(IndexMismatch, match="dimension 32 \\(index\\) vs 384"):
         ingest(
             read_records(path),
-            client=os_client,
+            client=client,
             index=index_name,
             encoder=minilm,
             rejects=RejectsFile(tmp_path / "r.jsonl"),
             progress=False,
         )
-    assert count(os_client, index_name) == 0
+    assert count(client, index_name) == 0
     assert not (tmp_path / "r.jsonl").exists()
-    settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]
+    settings = client.indices.get_settings(index=index_name)[index_name]["settings"]
     assert "refresh_interval" not in settings["index"]
 
 
-def run_cli(settings, path, index, encoder, *extra):
+def run_cli(engine, path, index, encoder, *extra):
     args = ["ingest", str(path), "--index", index, "--model", str(encoder.model_id)]
     args += ["--device", "cpu", "--no-progress", *map(str, extra)]
-    return CliRunner().invoke(main, args, env={"OPENSEARCH_URL": settings.url})
+    return CliRunner().invoke(main, args, env=engine.env)
 
 
 def summary_counts(output: str) -> tuple[int, ...]:
@@ -201,11 +211,15 @@ def indexed_ops(client, index) -> int:
     if not client.indices.exists(index=index):
         return 0
     stats = client.indices.stats(index=index, metric="indexing")
-    return stats["_all"]["primaries"]["indexing"]["index_total"]
+    # A new index whose primaries have not started yet has no stats (Elasticsearch: `{}`).
+    return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0)
 
 
 def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_encoder, tmp_path):
-    """Transient failures (connection refused, 503 while shards recover) are retried."""
+    """Transient failures (connection refused, 503 while shards recover) are retried.
+
+    On a node of its own (OpenSearch's: a restart of it takes seconds, Elasticsearch's a
+    minute); the retry decision for Elasticsearch's errors is the backend's `is_transient`."""
     import socket
     import threading
 
@@ -254,14 +268,15 @@ def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_enco
         node.stop()
 
 
-def test_two_shard_workers_fill_one_index_together(os_client, index_name, tiny_encoder, tmp_path):
+def test_two_shard_workers_fill_one_index_together(engine, engine_index, tiny_encoder, tmp_path):
+    client, index_name = engine.client, engine_index
     from ingest.readers import Shard
 
     total = [r for r in read_records(SCIFACT, limit=120) if isinstance(r, Record)]
     runs = [
         ingest(
             read_records(SCIFACT, limit=120, shard=Shard(i, 2)),
-            client=os_client,
+            client=client,
             index=index_name,
             encoder=tiny_encoder,
             rejects=RejectsFile(tmp_path / f"r{i}.jsonl"),
@@ -271,25 +286,28 @@ def test_two_shard_workers_fill_one_index_together(os_client, index_name, tiny_e
     ]
     assert [run.indexed for run in runs] == [60, 60]
     assert sum(run.already_present for run in runs) == 0
-    assert count(os_client, index_name) == len(total)
+    assert count(client, index_name) == len(total)
 
 
 def test_a_copy_of_the_model_elsewhere_is_the_same_model(
-    os_client, index_name, tiny_encoder, tiny_model_dir, tmp_path
+    engine, engine_index, tiny_encoder, tiny_model_dir, tmp_path
 ):
+    client, index_name = engine.client, engine_index
     import shutil
 
     from bridge.encoder import Encoder
 
     records = list(read_records(SCIFACT, limit=20))
-    run = dict(client=os_client, index=index_name, progress=False)
+    run = dict(client=client, index=index_name, progress=False)
     ingest(records, encoder=tiny_encoder, rejects=RejectsFile(tmp_path / "a.jsonl"), **run)
     copy = Encoder(shutil.copytree(tiny_model_dir, tmp_path / "copy"), device="cpu")
     again = ingest(records, encoder=copy, rejects=RejectsFile(tmp_path / "b.jsonl"), **run)
     assert (again.already_present, again.indexed) == (20, 0)
 
 
-def test_refresh_is_restored_when_the_run_fails(os_client, index_name, tiny_encoder, tmp_path):
+def test_refresh_is_restored_when_the_run_fails(engine, engine_index, tiny_encoder, tmp_path):
+    client, index_name = engine.client, engine_index
+
     class Failing:
         """The tiny encoder, failing on its second batch."""
 
@@ -305,27 +323,20 @@ def test_refresh_is_restored_when_the_run_fails(os_client, index_name, tiny_enco
                 raise RuntimeError("encoder broke")
             return tiny_encoder.encode_passages(texts, **kwargs)
 
-    os_client.indices.create(
-        index=index_name,
-        body=index_body(
-            dimension=tiny_encoder.dim,
-            similarity=tiny_encoder.similarity,
-            meta=IndexSpec.of(tiny_encoder).meta(),
-        ),
-    )
-    os_client.indices.put_settings(index=index_name, body={"index": {"refresh_interval": "7s"}})
+    ensure_index(client, index_name, IndexSpec.of(tiny_encoder))
+    client.indices.put_settings(index=index_name, body={"index": {"refresh_interval": "7s"}})
     with pytest.raises(RuntimeError, match="encoder broke"):
         ingest(
             read_records(SCIFACT, limit=100),
-            client=os_client,
+            client=client,
             index=index_name,
             encoder=Failing(),
             rejects=RejectsFile(tmp_path / "r.jsonl"),
             batch_size=16,
             progress=False,
         )
-    settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
+    settings = client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
     assert settings["refresh_interval"] == "7s"
-    meta = os_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
+    meta = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["_meta"]
     assert "paused_refresh_interval" not in meta["dotbridge"]
-    assert count(os_client, index_name) == 16  # the first batch is in, and visible
+    assert count(client, index_name) == 16  # the first batch is in, and visible

@@ -58,3 +58,19 @@ def test_update_readme_creates_and_rewrites(tmp_path: Path) -> None:
     report.update_readme(path, "first")
     report.update_readme(path, "second")
     assert path.read_text() == f"{report.EVAL_START}\nsecond\n{report.EVAL_END}\n"
+
+
+def test_each_engine_rewrites_only_its_own_table(tmp_path: Path) -> None:
+    """eval-all on Elasticsearch writes between its own markers; OpenSearch's table stays."""
+    path = tmp_path / "README.md"
+    report.update_readme(path, "opensearch rows")
+    report.update_readme(path, "elasticsearch rows", "elasticsearch")
+    report.update_readme(path, "elasticsearch rows, again", "elasticsearch")
+    text = path.read_text()
+    start, end = report.markers("elasticsearch")
+    assert (start, end) == ("<!-- eval-elasticsearch:start -->", "<!-- eval-elasticsearch:end -->")
+    assert f"{report.EVAL_START}\nopensearch rows\n{report.EVAL_END}" in text
+    assert f"{start}\nelasticsearch rows, again\n{end}" in text
+    assert "elasticsearch rows\n" not in text and text.count(start) == 1
+    report.update_readme(path, "opensearch rows, again")
+    assert f"{start}\nelasticsearch rows, again\n{end}" in path.read_text()

@@ -1,4 +1,8 @@
-"""Every search mode against a real node, checked against numpy and offline fusion."""
+"""Every search mode against a real node of each engine, checked against numpy and offline fusion.
+
+The module runs once per engine (the `engine` fixture): OpenSearch, then Elasticsearch, with the
+same corpus, vectors and checks.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opensearchpy import OpenSearch
-from opensearchpy.helpers import bulk
 
-import mappings
+from bridge.backends import backend_of
 from bridge.cli import main
 from bridge.client import connect
 from bridge.encoder import Encoder
 from bridge.errors import BadInput, IndexMismatch
-from bridge.indexes import IndexSpec
+from bridge.indexes import IndexOptions, IndexSpec, available_analyzer, ensure_index
 from bridge.search import Bm25, Hybrid, Knn, Rerank, make_searcher
 
 pytestmark = pytest.mark.integration
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.integration
 SCIFACT = Path(__file__).resolve().parents[2] / "shared/datasets/scifact"
 N_DOCS = 2500  # the k-NN recall check wants at least 2,000
 N_COSINE_DOCS = 400
-CANDIDATES = 50
+CANDIDATES = 100  # rerank re-scores the BM25 top 100, as `--mode rerank` does by default
 
 
 def _read_jsonl(path: Path, limit: int) -> list[dict]:
@@ -43,8 +45,8 @@ def _read_jsonl(path: Path, limit: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def client(opensearch_settings) -> OpenSearch:
-    return connect(opensearch_settings)
+def client(engine):
+    return engine.client
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +81,8 @@ def vectors(encoder, corpus) -> dict[str, np.ndarray]:
 
 def _build_index(client, encoder, corpus, vectors, *, shards: int) -> Iterator[str]:
     name = f"test-search-{encoder.similarity.value}-{uuid.uuid4().hex[:8]}"
-    body = mappings.index_body(
-        dimension=encoder.dim,
-        similarity=encoder.similarity,
-        meta=IndexSpec.of(encoder).meta(),
-        shards=shards,
-        replicas=0,
-    )
-    client.indices.create(index=name, body=body)
+    # As ingest creates it (english analyzer where the cluster has one), filled directly.
+    ensure_index(client, name, IndexSpec.of(encoder), IndexOptions(shards=shards, replicas=0))
     try:
         actions = (
             {
@@ -99,7 +95,7 @@ def _build_index(client, encoder, corpus, vectors, *, shards: int) -> Iterator[s
             }
             for d in corpus
         )
-        bulk(client, actions, chunk_size=500)
+        backend_of(client).bulk(client, actions, chunk_size=500)
         client.indices.refresh(index=name)
         yield name
     finally:
@@ -120,7 +116,7 @@ def cosine_index(client, cosine_encoder, corpus, vectors) -> Iterator[str]:
 # ---- helpers: the offline truth ----------------------------------------------------------------
 
 
-def bm25_top(client: OpenSearch, index: str, query: str, n: int) -> dict[str, float]:
+def bm25_top(client, index: str, query: str, n: int) -> dict[str, float]:
     """The global BM25 top-n by a plain search with the whole index's term statistics (DFS),
     best first, ties by doc id descending."""
     body = {
@@ -158,7 +154,7 @@ def offline_ranking(ids: Sequence[str], scores: np.ndarray) -> list[tuple[str, f
 def assert_ranking(hits, expected: list[tuple[str, float]]) -> None:
     """Same ids in the same order and scores within 1e-4 relative.
 
-    Two docs whose exact scores agree to float32 resolution may swap: OpenSearch scores in float32.
+    Two docs whose exact scores agree to float32 resolution may swap: the engines score in float32.
     """
     truth = dict(expected)
     got = [h.doc_id for h in hits]
@@ -375,8 +371,8 @@ def test_missing_index_tells_to_ingest(client, encoder):
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
-def test_cli_search_table_and_json(opensearch_settings, client, dot_index, encoder, queries):
-    env = {"OPENSEARCH_URL": opensearch_settings.url}
+def test_cli_search_table_and_json(engine, client, dot_index, encoder, queries):
+    env = engine.env
     runner = CliRunner()
     query = queries[1]
     model = ["--model", encoder.model_id, "--pooling", "mean", "--device", "cpu"]
@@ -401,8 +397,8 @@ def test_cli_search_table_and_json(opensearch_settings, client, dot_index, encod
         assert all("vector" not in r["source"] for r in records)
 
 
-def test_cli_reports_bad_input(opensearch_settings, dot_index):
-    env = {"OPENSEARCH_URL": opensearch_settings.url}
+def test_cli_reports_bad_input(engine, dot_index):
+    env = engine.env
     runner = CliRunner()
     result = runner.invoke(main, ["search", "  ", "--index", dot_index, "--mode", "knn"], env=env)
     assert result.exit_code == 1
@@ -411,6 +407,36 @@ def test_cli_reports_bad_input(opensearch_settings, dot_index):
     result = runner.invoke(main, ["search", "cells", "--index", missing, "--mode", "bm25"], env=env)
     assert result.exit_code == 1
     assert "dotbridge ingest" in result.output
+
+
+def one_sentence(output: str) -> str:
+    """The CLI's error line, checked to be one sentence (no traceback, no second sentence)."""
+    (line,) = output.strip().splitlines()
+    assert line.startswith("Error: ") and line.endswith("."), line
+    assert "Traceback" not in output and line.count(". ") == 0, line
+    return line
+
+
+def test_cli_errors_are_one_sentence_each(engine, dot_index, minilm_dir):
+    runner = CliRunner()
+    missing = f"test-search-missing-{uuid.uuid4().hex[:8]}"
+    args = ["search", "cells", "--mode", "knn", "--device", "cpu"]
+    line = one_sentence(runner.invoke(main, [*args, "--index", missing], env=engine.env).output)
+    assert f"Index {missing!r} does not exist" in line
+    # A model other than the index's: named, with the way out.
+    other = runner.invoke(
+        main, [*args, "--index", dot_index, "--model", str(minilm_dir)], env=engine.env
+    )
+    assert other.exit_code == 1
+    line = one_sentence(other.output)
+    assert f"Index {dot_index!r} was built by" in line and "dimension 32 (index) vs 384" in line
+    # A --backend that is not the cluster's engine.
+    wrong = "opensearch" if engine.name == "elasticsearch" else "elasticsearch"
+    refused = runner.invoke(main, [*args, "--index", dot_index, "--backend", wrong], env=engine.env)
+    assert refused.exit_code == 1
+    line = one_sentence(refused.output)
+    assert f"--backend {wrong} (DOTBRIDGE_BACKEND), but {engine.settings.url} is" in line
+    assert f"pass --backend {engine.name}, or auto." in line
 
 
 # ---- shards, scores and the product's own semantics ----------------------------------------------
@@ -479,9 +505,10 @@ def mappings_free_match(text: str) -> dict:
     }
 
 
-def test_negative_and_positive_dot_products_come_back_exact(client, index_name):
-    """Through the real node: the k-NN query and the knn_score script report inner products
-    in OpenSearch's convention, and to_similarity turns both back into the dot product."""
+def test_negative_and_positive_dot_products_come_back_exact(engine, client, engine_index):
+    """Through the real node: the k-NN query and exact scoring (OpenSearch's knn_score script,
+    Elasticsearch's filtered knn query) report inner products in the engine's convention, and
+    to_similarity turns both back into the dot product."""
     from bridge.search import exact_score_body, knn_body, to_similarity
 
     rng = np.random.default_rng(11)
@@ -489,32 +516,35 @@ def test_negative_and_positive_dot_products_come_back_exact(client, index_name):
     query = rng.normal(size=16).astype(np.float32)
     dots = docs.astype(np.float64) @ query.astype(np.float64)
     assert (dots < -1).sum() > 10 and (dots > 1).sum() > 10  # both branches of the convention
-    body = mappings.index_body(dimension=16, similarity="dot", meta={})
-    client.indices.create(index=index_name, body=body)
-    bulk(
+    backend = engine.backend
+    analyzer = available_analyzer(client, "english")
+    body = backend.index_body(dimension=16, similarity="dot", meta={}, analyzer=analyzer)
+    client.indices.create(index=engine_index, body=body)
+    backend.bulk(
         client,
         (
-            {"_index": index_name, "_id": f"d{i}", "doc_id": f"d{i}", "text": "x", "vector": v}
+            {"_index": engine_index, "_id": f"d{i}", "doc_id": f"d{i}", "text": "x", "vector": v}
             for i, v in enumerate(docs.tolist())
         ),
         refresh=True,
     )
     truth = {f"d{i}": d for i, d in enumerate(dots)}
     for request in (
-        knn_body(query, 60),
-        exact_score_body(query, list(truth), 60, similarity="dot"),
+        knn_body(query, 60, backend=backend),
+        exact_score_body(query, list(truth), 60, similarity="dot", backend=backend),
     ):
-        hits = client.search(index=index_name, body=request)["hits"]["hits"]
+        hits = client.search(index=engine_index, body=request)["hits"]["hits"]
         assert len(hits) == 60
-        got = [to_similarity(h["_score"], "dot") for h in hits]
+        got = [to_similarity(h["_score"], "dot", backend) for h in hits]
         np.testing.assert_allclose(got, [truth[h["_id"]] for h in hits], rtol=1e-5, atol=1e-5)
         assert got == sorted(got, reverse=True)
 
 
-def test_the_seed_semantics_cls_vector_raw_dot_product(client, minilm_dir, corpus, queries):
+def test_the_seed_semantics_cls_vector_raw_dot_product(engine, client, minilm_dir, corpus, queries):
     """The product's default: CLS pooling, no normalisation, raw dot product, innerproduct space
-    (here on MiniLM's weights, the seed itself cannot be downloaded). k-NN and re-ranking on the
-    server equal numpy dot products of the CLS vectors."""
+    (OpenSearch) or max_inner_product (Elasticsearch), here on MiniLM's weights (the seed itself
+    cannot be downloaded). k-NN and re-ranking on the server equal numpy dot products of the CLS
+    vectors."""
     seed_like = Encoder(
         minilm_dir, pooling="cls", normalize=False, passage_max_length=64, device="cpu"
     )
@@ -529,8 +559,12 @@ def test_the_seed_semantics_cls_vector_raw_dot_product(client, minilm_dir, corpu
     building = _build_index(client, seed_like, docs, vecs, shards=2)
     index = next(building)  # deleted when `building` is closed
     try:
-        mapping = client.indices.get_mapping(index=index)[index]["mappings"]
-        assert mapping["properties"]["vector"]["space_type"] == "innerproduct"
+        field = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["vector"]
+        if engine.name == "opensearch":
+            assert field["space_type"] == "innerproduct"
+        else:
+            assert (field["type"], field["similarity"]) == ("dense_vector", "max_inner_product")
+            assert field["index_options"]["type"] == "hnsw"  # float32 vectors, no quantisation
         ids = list(vecs)
         matrix = np.stack([vecs[i] for i in ids])
         for query, qvec in zip(queries[:5], seed_like.encode_queries(queries[:5]), strict=True):
@@ -546,27 +580,31 @@ def test_the_seed_semantics_cls_vector_raw_dot_product(client, minilm_dir, corpu
 
 
 def test_a_search_that_fails_on_some_shards_raises_instead_of_returning_part(
-    client, dot_index, index_name, encoder, queries
+    engine, client, dot_index, engine_index, encoder, queries
 ):
     from bridge.search import knn_body
     from bridge.search.transport import SearchFailed, msearch
 
-    # A second index whose `vector` is no knn_vector: the k-NN query fails on its shard only.
+    # A second index whose `vector` is no vector field: the k-NN query fails on its shard only.
     client.indices.create(
-        index=index_name, body={"mappings": {"properties": {"vector": {"type": "keyword"}}}}
+        index=engine_index,
+        body={
+            "settings": {"index": {"number_of_shards": 1}},
+            "mappings": {"properties": {"vector": {"type": "keyword"}}},
+        },
     )
-    client.index(index=index_name, id="x", body={"vector": "not a vector"}, refresh=True)
-    body = knn_body(encoder.encode_queries([queries[0]])[0], 10)
-    raw = client.search(index=f"{dot_index},{index_name}", body=body)
-    assert raw["_shards"]["failed"] >= 1 and raw["hits"]["hits"]  # OpenSearch returns a part
+    client.index(index=engine_index, id="x", body={"vector": "not a vector"}, refresh=True)
+    body = knn_body(encoder.encode_queries([queries[0]])[0], 10, backend=engine.backend)
+    raw = client.search(index=f"{dot_index},{engine_index}", body=body)
+    assert raw["_shards"]["failed"] >= 1 and raw["hits"]["hits"]  # the engine returns a part
     with pytest.raises(SearchFailed, match=r"failed on 1 of 4 shards"):
-        msearch(client, f"{dot_index},{index_name}", [body])
+        msearch(client, f"{dot_index},{engine_index}", [body])
 
 
 def test_hybrid_sends_both_sides_in_one_msearch_after_one_encode(
-    opensearch_settings, dot_index, encoder, queries, monkeypatch
+    engine, dot_index, encoder, queries, monkeypatch
 ):
-    client = connect(opensearch_settings)  # a real client of its own, its calls counted
+    client = connect(engine.settings)  # a real client of its own, its calls counted
     calls: list[int] = []
     real_msearch = client.msearch
 
@@ -587,7 +625,7 @@ def test_hybrid_sends_both_sides_in_one_msearch_after_one_encode(
     hybrid.search_many(queries[:20], k=10)
     assert calls == [40]
     # Two clients: the two sides go separately, and fuse to the same list.
-    other = connect(opensearch_settings)
+    other = connect(engine.settings)
     separate = Hybrid(Bm25(other, dot_index), Knn(client, dot_index, encoder), depth=50)
     assert [(h.doc_id, h.score) for h in one] == [
         (h.doc_id, h.score) for h in separate.search(queries[0], k=10)

@@ -1,22 +1,21 @@
 """`dotbridge aliases`: the per-mode names (`<index>.knn`, ...) that Discover index patterns target.
 
-They are plain OpenSearch aliases, created with the user's own credentials like every other
-command; the gateway recognises them by name and runs their mode.
+They are plain aliases of the cluster (OpenSearch or Elasticsearch), created with the user's own
+credentials like every other command; the gateway recognises them by name and runs their mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opensearchpy import OpenSearch
-
+from bridge.backends import Client
 from bridge.gateway.discover import ALIAS_MODES, alias_name
 from bridge.indexes import read_spec
 from bridge.search.transport import missing_index
 
 
 def mode_aliases(
-    client: OpenSearch, index: str, modes: Sequence[str] = ALIAS_MODES, *, remove: bool = False
+    client: Client, index: str, modes: Sequence[str] = ALIAS_MODES, *, remove: bool = False
 ) -> list[str]:
     """Add (or remove) one alias per mode on a dotbridge index; the aliases' names."""
     for mode in modes:

@@ -99,7 +99,11 @@ class Gateway:
             path_qs = request.rel_url.with_query(result.query(request.query)).raw_path_qs
             data = json.dumps(result.body).encode()
             return await self.upstream.forward(request, data, raw_path_qs=path_qs, rewritten=True)
-        return json_response(result, params=request.query)
+        return json_response(result, params=request.query, headers=self.answer_headers)
+
+    @property
+    def answer_headers(self) -> dict[str, str]:
+        return self.upstream.backend.answer_headers
 
     async def run(
         self,
@@ -144,7 +148,7 @@ class Gateway:
             items,
             run_item,
         )
-        return json_response(answer, params=request.query)
+        return json_response(answer, params=request.query, headers=self.answer_headers)
 
     # ---- the gateway's own API ------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ A search whose only feature is `neural` becomes one ordinary search (its clauses
 k-NN queries) and the cluster's answer goes back as it is. `ext.rerank` and `hybrid` run in
 stages, with the same bodies, fusion and scores as `dotbridge search`:
 
-- rerank: the query's global top N (sorted by score, then doc id), re-scored exactly by the
-  `knn_score` script over exactly those ids; the page is cut from that ranking;
+- rerank: the query's global top N (sorted by score, then doc id), re-scored exactly over
+  exactly those ids (OpenSearch: the `knn_score` script; Elasticsearch: a `knn` query filtered
+  to them); the page is cut from that ranking;
 - hybrid: each sub-query's top `depth` (concurrent searches), fused (RRF, or min-max linear), the
   page fetched by id with the caller's display options (highlight, fields, version...).
 """
@@ -146,8 +147,9 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
     opts = options(body)
     texts = neural_texts(body) + ([rerank] if rerank is not None else [])
     vectors = await info.model.vectors(texts) if texts else {}
+    backend = call.upstream.backend
     if rerank is None and hybrid is None:
-        rewritten = strip_ext(replace_neural(body, vectors, info.spec.vector_field))
+        rewritten = strip_ext(replace_neural(body, vectors, info.spec.vector_field, backend))
         return Forward(rewritten, drop, {"search_type": DFS} if info.shards > 1 else {})
     if "scroll" in call.params:
         raise BadRequest("A rerank or hybrid search cannot scroll: page with from and size.")
@@ -198,16 +200,17 @@ async def fused(
         if is_dense:
             field, params = neural_clause(query)  # type: ignore[misc]
             query = {"neural": {field: {"k": depth, **params}}}
-        query = replace_neural(with_filter(query, hybrid.filter), vectors, info.spec.vector_field)
+        query = with_filter(query, hybrid.filter)
+        query = replace_neural(query, vectors, info.spec.vector_field, call.upstream.backend)
         bodies.append(first_stage(body, query, depth, aggregations=i == 0))
     many = info.shards > 1
     responses = await call.searches(bodies, "typed_keys", dfs=[many and not d for d in dense])
     runs = []
     for resp, is_dense in zip(responses, dense, strict=True):
         hits = resp["hits"]["hits"]
-        if is_dense:  # as Knn reports them: the model's similarity, not OpenSearch's score
-            sim = info.spec.similarity
-            runs.append([(h["_id"], to_similarity(h["_score"], sim)) for h in hits])
+        if is_dense:  # as Knn reports them: the model's similarity, not the engine's score
+            sim, backend = info.spec.similarity, call.upstream.backend
+            runs.append([(h["_id"], to_similarity(h["_score"], sim, backend)) for h in hits])
         else:
             runs.append([(h["_id"], float(h["_score"])) for h in hits])
     if opts.fusion == "rrf":
@@ -239,7 +242,7 @@ async def reranked(
     n = opts.candidates or max(DEFAULT_CANDIDATES, start + size)
     if ranked is None:
         query = body.get("query") or {"match_all": {}}
-        query = replace_neural(query, vectors, info.spec.vector_field)
+        query = replace_neural(query, vectors, info.spec.vector_field, call.upstream.backend)
         stage = first_stage(body, query, n, aggregations=True)
         first = await call.search(stage, "typed_keys", dfs=info.shards > 1)
         ids = [h["_id"] for h in first["hits"]["hits"]]
@@ -255,12 +258,13 @@ async def reranked(
             min(start + size, len(ids)),
             similarity=info.spec.similarity,
             vector_field=info.spec.vector_field,
+            backend=call.upstream.backend,
         )
         second.update(display(body, highlight_from(body)))
         resp = await call.search(second)
         for h in resp["hits"]["hits"]:
             hit = {k: v for k, v in h.items() if k != "sort"}
-            hit["_score"] = to_similarity(h["_score"], info.spec.similarity)
+            hit["_score"] = to_similarity(h["_score"], info.spec.similarity, call.upstream.backend)
             hits.append(hit)
         max_score = hits[0]["_score"] if hits else None
         hits = hits[start:]

@@ -44,11 +44,20 @@ def search_response(
     return out
 
 
-def json_response(body: Any, *, status: int = 200, params: Mapping[str, str] | None = None):
-    """A JSON answer, indented when the caller asked `?pretty`."""
+def json_response(
+    body: Any,
+    *,
+    status: int = 200,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+):
+    """A JSON answer, indented when the caller asked `?pretty`; `headers`: the engine's own
+    (Elasticsearch's clients check `X-Elastic-Product` on every successful answer)."""
     pretty = params is not None and truthy(params, "pretty")
     text = json.dumps(body, indent=2) if pretty else json.dumps(body, separators=(",", ":"))
-    return web.Response(status=status, body=text.encode(), content_type="application/json")
+    return web.Response(
+        status=status, body=text.encode(), content_type="application/json", headers=headers
+    )
 
 
 def error_response(

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bridge.config import FUSIONS, MAX_RESULTS
 from bridge.errors import BadInput
 from bridge.gateway.errors import BadRequest
-from bridge.search.bodies import check_query, floats, knn_query
+from bridge.search.bodies import check_query, engine, floats
 from bridge.search.fusion import check_weight
+
+if TYPE_CHECKING:
+    from bridge.backends import Backend
 
 # Bytes that every body with a dotbridge feature contains: bodies without them pass through
 # without being parsed.
@@ -38,9 +41,6 @@ NEURAL_KEYS = frozenset(
         "expand_nested_docs",
     }
 )
-# What a k-NN query takes over from a neural clause as it is.
-KNN_PASSED = ("boost", "_name", "min_score", "max_distance", "method_parameters", "rescore")
-KNN_PASSED += ("expand_nested_docs",)
 DEFAULT_K = 10  # neural-search's default
 DEFAULT_CANDIDATES = 100
 DEFAULT_DEPTH = 100
@@ -139,8 +139,14 @@ def check_neural(field: str, params: dict) -> str:
     return query_text(params["query_text"])
 
 
-def replace_neural(body: Any, vectors: Mapping[str, np.ndarray], vector_field: str) -> Any:
-    """The body with every neural clause turned into a `knn` query on its text's vector."""
+def replace_neural(
+    body: Any,
+    vectors: Mapping[str, np.ndarray],
+    vector_field: str,
+    backend: Backend | None = None,
+) -> Any:
+    """The body with every neural clause turned into the engine's `knn` query (OpenSearch's
+    unless `backend` says otherwise) on its text's vector."""
 
     def swap(node: Any) -> dict | None:
         clause = neural_clause(node)
@@ -152,24 +158,20 @@ def replace_neural(body: Any, vectors: Mapping[str, np.ndarray], vector_field: s
                 f"The neural clause searches field {field!r}, but the index's vectors are in "
                 f"{vector_field!r}: name that field."
             )
-        return knn_from_neural(field, params, vectors[params["query_text"]])
+        return knn_from_neural(field, params, vectors[params["query_text"]], backend)
 
     return transform(body, swap)
 
 
-def knn_from_neural(field: str, params: dict, vector: np.ndarray) -> dict:
-    """The k-NN query a neural clause stands for (k, or a radial min_score / max_distance)."""
-    filter = params.get("filter")
-    radial = "min_score" in params or "max_distance" in params
-    if radial and "k" not in params:
-        knn: dict[str, Any] = {"vector": floats(vector)}
-        if filter:
-            knn["filter"] = filter
-        clause = {"knn": {field: knn}}
-    else:
-        clause = knn_query(vector, params.get("k", DEFAULT_K), vector_field=field, filter=filter)
-    clause["knn"][field].update({key: params[key] for key in KNN_PASSED if key in params})
-    return clause
+def knn_from_neural(
+    field: str, params: dict, vector: np.ndarray, backend: Backend | None = None
+) -> dict:
+    """The k-NN query a neural clause stands for, in the engine's syntax (OpenSearch: k, or a
+    radial min_score / max_distance; Elasticsearch: k); BadRequest for what it cannot take."""
+    try:
+        return engine(backend).neural_knn(field, params, floats(vector), DEFAULT_K)
+    except BadInput as exc:
+        raise BadRequest(exc.message) from None
 
 
 def with_filter(query: dict, restriction: dict | None) -> dict:

@@ -78,27 +78,31 @@ def serve(
     say: Callable[[str], None] = print,
 ) -> None:
     """Run the gateway in front of the cluster until SIGINT or SIGTERM."""
+    from bridge.backends import backend_of
     from bridge.client import connect
 
-    # The start-up check is the only request made with the gateway's own credentials.
-    connect(settings, check=True).close()
+    # The start-up check is the only request made with the gateway's own credentials; it also
+    # tells which engine the cluster is (OpenSearch or Elasticsearch).
+    client = connect(settings, check=True)
+    backend = backend_of(client)
+    client.close()
     models = load_models(
         model_options, max_batch=options.max_batch, batch_wait_ms=options.batch_wait_ms
     )
     try:
-        _run(_serve(settings, options, models, say))
+        _run(_serve(settings, options, models, say, backend))
     finally:
         models.close()
 
 
-async def _serve(settings, options: GatewayOptions, models, say) -> None:
+async def _serve(settings, options: GatewayOptions, models, say, backend) -> None:
     from aiohttp import web
 
     from bridge.gateway.app import create_app
     from bridge.gateway.models import IndexResolver
     from bridge.gateway.upstream import Upstream
 
-    upstream = Upstream(settings)
+    upstream = Upstream(settings, backend=backend)
     resolver = IndexResolver(upstream, models, ttl=options.meta_ttl)
     app = create_app(upstream, models, resolver)
     # Bodies pass through as sent: a gzipped bulk stays gzipped (searches are decoded to read).
@@ -119,7 +123,7 @@ async def _serve(settings, options: GatewayOptions, models, say) -> None:
         names = ", ".join(m.name for m in models.served)
         say(
             f"dotbridge gateway on http://{options.host}:{options.port} in front of "
-            f"{settings.safe_url} (models: {names})"
+            f"{backend.product} at {settings.safe_url} (models: {names})"
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

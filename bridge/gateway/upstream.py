@@ -11,7 +11,7 @@ import json
 import logging
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +20,10 @@ from yarl import URL
 
 from bridge.config import ConnectionSettings
 from bridge.gateway.errors import UpstreamError, UpstreamUnavailable
+from bridge.search.bodies import engine
+
+if TYPE_CHECKING:
+    from bridge.backends import Backend
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +42,19 @@ HOP_BY_HOP = frozenset(
     }
 )
 # A caller's headers that describe its own body or encoding, not itself: dropped on the JSON
-# requests the gateway makes for it (which have bodies and encodings of their own).
+# requests the gateway makes for it (which have bodies and encodings of their own, and read the
+# answer as plain JSON: elasticsearch-py's `Accept: ...; compatible-with=8` would demand the same
+# of the gateway's Content-Type).
 BODY_HEADERS = frozenset(
-    {"host", "content-length", "content-type", "content-encoding", "accept-encoding", "expect"}
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "accept",
+        "accept-encoding",
+        "expect",
+    }
 )
 # Headers that change per request without changing who the caller is (not part of a cache key).
 PER_REQUEST_HEADERS = frozenset({"x-opaque-id", "traceparent", "tracestate", "user-agent"})
@@ -82,9 +96,17 @@ def ssl_context(settings: ConnectionSettings) -> ssl.SSLContext | bool:
 
 
 class Upstream:
-    """One pooled HTTP client to the cluster, shared by every request of the gateway."""
+    """One pooled HTTP client to the cluster, shared by every request of the gateway; `backend`
+    is the cluster's engine, whose syntax the rewritten searches use (OpenSearch by default)."""
 
-    def __init__(self, settings: ConnectionSettings, *, pool_size: int = 64) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        pool_size: int = 64,
+        backend: Backend | None = None,
+    ) -> None:
+        self.backend = engine(backend)
         # Never the URL's user:password part: the gateway lends no credentials to its callers.
         self.base = settings.safe_url.rstrip("/")
         self.timeout = settings.timeout
@@ -134,7 +156,10 @@ class Upstream:
             headers["Content-Length"] = str(len(body))
             if rewritten:
                 headers.popall("Content-Encoding", None)
-                headers["Content-Type"] = "application/json"
+                # JSON still: the caller's JSON media type stays (Elasticsearch demands that it
+                # match a versioned Accept, `application/vnd.elasticsearch+json; compatible-with`).
+                sent = headers.get("Content-Type", "")
+                headers["Content-Type"] = sent if "json" in sent else "application/json"
         elif request.body_exists:
             data = request.content  # streamed: a bulk body is never held whole
         else:

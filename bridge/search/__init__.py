@@ -1,6 +1,6 @@
 """Search over a dotbridge index: BM25, exact re-ranking, native k-NN and hybrid fusion.
 
-One concern per module: `scores` (OpenSearch k-NN scores <-> the model's similarity),
+One concern per module: `scores` (the engine's k-NN scores <-> the model's similarity),
 `fusion` (RRF and linear, plain functions), `bodies` (request bodies, pure functions),
 `transport` (`_msearch`, long-query analysis, search errors) and `searchers` (the Searcher
 protocol and the four modes).

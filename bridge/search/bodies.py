@@ -1,14 +1,21 @@
-"""Request bodies of every search, built by pure functions (unit-tested without a server)."""
+"""Request bodies of every search, built by pure functions (unit-tested without a server).
+
+The BM25, paging and fetch parts are the same on both engines; the k-NN and exact-scoring
+clauses come from the engine's backend (`backend=`, OpenSearch's when none is given).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bridge.errors import BadInput
 from mappings import TEXT_FIELDS, VECTOR_FIELD, Similarity
+
+if TYPE_CHECKING:
+    from bridge.backends import Backend
 
 # OpenSearch refuses a query with more than `indices.query.bool.max_clause_count` (1024) leaf
 # clauses in all, and a multi_match over the two text fields makes one clause per field and
@@ -88,14 +95,13 @@ def knn_query(
     vector_field: str = VECTOR_FIELD,
     ef_search: int | None = None,
     filter: dict | None = None,
+    backend: Backend | None = None,
 ) -> dict:
-    """The `knn` clause: the k nearest vectors (lucene HNSW; a filter is applied inside)."""
-    knn: dict[str, Any] = {"vector": floats(vector), "k": k}
-    if filter:
-        knn["filter"] = filter
-    if ef_search is not None:
-        knn["method_parameters"] = {"ef_search": ef_search}
-    return {"knn": {vector_field: knn}}
+    """The clause that finds the k nearest vectors, in the engine's syntax (OpenSearch's `knn`
+    by default); a filter is applied inside the search."""
+    return engine(backend).knn_query(
+        floats(vector), k, vector_field=vector_field, ef_search=ef_search, filter=filter
+    )
 
 
 def knn_body(
@@ -106,12 +112,18 @@ def knn_body(
     ef_search: int | None = None,
     filter: dict | None = None,
     source: bool = True,
+    backend: Backend | None = None,
 ) -> dict:
     """An approximate k-NN search of the k nearest vectors, best first."""
     return {
         "size": k,
         "query": knn_query(
-            vector, k, vector_field=vector_field, ef_search=ef_search, filter=filter
+            vector,
+            k,
+            vector_field=vector_field,
+            ef_search=ef_search,
+            filter=filter,
+            backend=backend,
         ),
         "sort": SORT,
         "_source": source_filter(source, vector_field=vector_field),
@@ -126,24 +138,20 @@ def exact_score_body(
     similarity: str | Similarity,
     vector_field: str = VECTOR_FIELD,
     source: bool = True,
+    backend: Backend | None = None,
 ) -> dict:
-    """Exact similarity of the query vector to exactly the given docs (k-NN `knn_score` script).
+    """Exact similarity of the query vector to exactly the given docs, best first: OpenSearch's
+    `knn_score` script, Elasticsearch's `knn` query filtered to those ids (see the backends).
 
-    Unlike OpenSearch's `rescore`, which re-scores a window per shard, this scores the given set
-    and no more.
+    Unlike a `rescore`, which re-scores a window per shard, this scores the given set and no
+    more.
     """
-    script = {
-        "source": "knn_score",
-        "lang": "knn",
-        "params": {
-            "field": vector_field,
-            "query_value": floats(vector),
-            "space_type": Similarity.parse(similarity).space_type,
-        },
-    }
+    query = engine(backend).exact_query(
+        floats(vector), list(doc_ids), similarity=Similarity.parse(similarity), field=vector_field
+    )
     return {
         "size": size,
-        "query": {"script_score": {"query": {"ids": {"values": list(doc_ids)}}, "script": script}},
+        "query": query,
         "sort": SORT,
         "_source": source_filter(source, vector_field=vector_field),
     }
@@ -170,5 +178,14 @@ def source_filter(
 
 
 def floats(vector: Sequence[float]) -> list[float]:
-    """A vector as the JSON list OpenSearch takes, through float32 as the index stores it."""
+    """A vector as the JSON list the engines take, through float32 as the index stores it."""
     return [float(x) for x in np.asarray(vector, dtype=np.float32).ravel()]
+
+
+def engine(backend: Backend | None) -> Backend:
+    """The backend whose syntax a body is built in: OpenSearch's unless one is given."""
+    if backend is not None:
+        return backend
+    from bridge.backends.opensearch import OPENSEARCH
+
+    return OPENSEARCH

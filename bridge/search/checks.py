@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from opensearchpy import OpenSearch
-
+from bridge.backends import Client
 from bridge.config import MAX_RESULTS
 from bridge.errors import BadInput
 from bridge.indexes import IndexSpec, check_compatible, missing_index, read_spec
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
     from bridge.encoder import Encoder
 
 
-def check_index(client: OpenSearch, index: str, encoder: Encoder) -> IndexSpec:
+def check_index(client: Client, index: str, encoder: Encoder) -> IndexSpec:
     """The index's spec, after checking that the encoder is the one its vectors were made with."""
     stored = read_spec(client, index)
     if stored is None:

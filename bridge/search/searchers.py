@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from opensearchpy import OpenSearch
 
+from bridge.backends import Backend, Client, backend_of
 from bridge.config import FUSIONS, MAX_RESULTS, MODES, RERANK_SIDES
 from bridge.search.bodies import bm25_body, exact_score_body, ids_body, knn_body
 from bridge.search.checks import check_index, check_queries, check_size
@@ -66,7 +66,7 @@ class Bm25(BatchSearcher):
 
     def __init__(
         self,
-        client: OpenSearch,
+        client: Client,
         index: str,
         *,
         filter: dict | None = None,
@@ -104,14 +104,15 @@ class Bm25(BatchSearcher):
 class Rerank(BatchSearcher):
     """The global BM25 top `candidates`, re-scored by the model's exact similarity.
 
-    rerank_on="server": the `knn_score` script scores the candidates and no vector leaves the
-    cluster; rerank_on="client": the candidates' vectors are fetched and scored with numpy.
-    Both rank alike.
+    rerank_on="server": the cluster scores exactly the candidates and no vector leaves it
+    (OpenSearch: the `knn_score` script; Elasticsearch: a `knn` query filtered to their ids);
+    rerank_on="client": the candidates' vectors are fetched and scored with numpy. Both rank
+    alike.
     """
 
     def __init__(
         self,
-        client: OpenSearch,
+        client: Client,
         index: str,
         encoder: Encoder,
         *,
@@ -126,6 +127,7 @@ class Rerank(BatchSearcher):
             )
         check_size("candidates", candidates)
         self.spec = check_index(client, index, encoder)
+        self.backend = backend_of(client)
         self.client = client
         self.index = index
         self.encoder = encoder
@@ -216,6 +218,7 @@ class Rerank(BatchSearcher):
                 similarity=sim,
                 vector_field=self.spec.vector_field,
                 source=self.source,
+                backend=self.backend,
             )
             for vec, ids in zip(vectors, candidate_lists, strict=True)
             if ids
@@ -223,7 +226,7 @@ class Rerank(BatchSearcher):
         responses = iter(msearch(self.client, self.index, bodies))
         out = []
         for ids in candidate_lists:
-            out.append(knn_hits(next(responses), sim) if ids else [])
+            out.append(knn_hits(next(responses), sim, self.backend) if ids else [])
         return out
 
     def _score_here(self, vector: np.ndarray, hits: list[dict]) -> list[Hit]:
@@ -248,11 +251,13 @@ class Rerank(BatchSearcher):
 
 
 class Knn(BatchSearcher):
-    """Native approximate k-NN on the vector field; scores converted to the model's similarity."""
+    """Native approximate k-NN on the vector field; scores converted to the model's similarity.
+
+    `ef_search`: OpenSearch's HNSW ef_search, Elasticsearch's num_candidates per shard."""
 
     def __init__(
         self,
-        client: OpenSearch,
+        client: Client,
         index: str,
         encoder: Encoder,
         *,
@@ -263,6 +268,7 @@ class Knn(BatchSearcher):
         if ef_search is not None:
             check_size("ef_search", ef_search)
         self.spec = check_index(client, index, encoder)
+        self.backend = backend_of(client)
         self.client = client
         self.index = index
         self.encoder = encoder
@@ -286,12 +292,13 @@ class Knn(BatchSearcher):
                 ef_search=self.ef_search,
                 filter=self.filter,
                 source=self.source,
+                backend=self.backend,
             )
             for vec in vectors
         ]
 
     def hits(self, responses: Sequence[list[dict]]) -> list[list[Hit]]:
-        return [knn_hits(resp, self.spec.similarity) for resp in responses]
+        return [knn_hits(resp, self.spec.similarity, self.backend) for resp in responses]
 
 
 class Hybrid(BatchSearcher):
@@ -373,7 +380,7 @@ class Hybrid(BatchSearcher):
 
 def make_searcher(
     mode: str,
-    client: OpenSearch,
+    client: Client,
     index: str,
     encoder: Encoder | None = None,
     *,
@@ -389,8 +396,8 @@ def make_searcher(
 ) -> Searcher:
     """The searcher of a mode; options that do not apply to the mode are ignored.
 
-    `filter` (an OpenSearch query) restricts every stage; `source=False` returns hits without
-    their documents (ids and scores only, as evaluation needs).
+    `filter` (a query in the cluster's DSL) restricts every stage; `source=False` returns hits
+    without their documents (ids and scores only, as evaluation needs).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -421,10 +428,10 @@ def make_searcher(
     )
 
 
-def knn_hits(hits: list[dict], similarity: Similarity) -> list[Hit]:
-    """Hits of a k-NN query or `knn_score` script, their scores turned into the similarity."""
+def knn_hits(hits: list[dict], similarity: Similarity, backend: Backend) -> list[Hit]:
+    """Hits of a k-NN query or exact scoring, their scores turned into the similarity."""
     out = []
     for h in hits:
-        value = to_similarity(h["_score"], similarity)
+        value = to_similarity(h["_score"], similarity, backend)
         out.append(Hit(h["_id"], value, h.get("_source", {}), similarity=value))
     return out

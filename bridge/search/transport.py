@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from opensearchpy import OpenSearch
-
+from bridge.backends import Client, backend_of
 from bridge.errors import DotbridgeError, error_reason
 from bridge.indexes import missing_index
 from bridge.search.bodies import ANALYZE_MAX_CHARS, RAW_QUERY_MAX_CHARS, cap_terms
@@ -27,14 +26,14 @@ VECTOR_HITS_PER_MSEARCH = 2_000
 
 
 class SearchFailed(DotbridgeError):
-    """OpenSearch refused or failed a search request."""
+    """The cluster refused or failed a search request."""
 
 
 DFS = "dfs_query_then_fetch"
 
 
 def msearch(
-    client: OpenSearch,
+    client: Client,
     index: str,
     bodies: Sequence[dict],
     *,
@@ -45,7 +44,9 @@ def msearch(
 
     `search_types` gives each body its `search_type` (DFS for BM25 over several shards). A
     search that failed on any shard or timed out raises: partial results are never returned.
+    Both engines' clients take the same `msearch` call.
     """
+    product = backend_of(client).product
     out: list[list[dict]] = []
     types = list(search_types) if search_types is not None else [None] * len(bodies)
     budget = VECTOR_HITS_PER_MSEARCH if vectors else HITS_PER_MSEARCH
@@ -59,15 +60,15 @@ def msearch(
                 header["search_type"] = types[offset]
             lines += [header, body]
         for resp in client.msearch(body=lines)["responses"]:
-            check_response(index, resp)
+            check_response(index, resp, product)
             out.append(resp["hits"]["hits"])
     return out
 
 
-def check_response(index: str, resp: dict) -> None:
+def check_response(index: str, resp: dict, product: str = "The cluster") -> None:
     """Raise for a failed search, one that failed on some shards, or one that timed out."""
     if "error" in resp:
-        raise search_error(index, resp["error"])
+        raise search_error(index, resp["error"], product)
     shards = resp.get("_shards") or {}
     if shards.get("failed"):
         failures = shards.get("failures") or [{}]
@@ -75,7 +76,7 @@ def check_response(index: str, resp: dict) -> None:
         raise SearchFailed(
             f"The search on index {index!r} failed on {shards['failed']} of "
             f"{shards.get('total')} shards ({reason}); its results would be partial: check the "
-            "cluster's health (`dotbridge opensearch status`) and try again."
+            "cluster's health and try again."
         )
     if resp.get("timed_out"):
         raise SearchFailed(
@@ -84,7 +85,7 @@ def check_response(index: str, resp: dict) -> None:
         )
 
 
-def bm25_search_type(client: OpenSearch, index: str) -> str | None:
+def bm25_search_type(client: Client, index: str) -> str | None:
     """DFS when the index (or the indexes behind an alias) has several shards, else None.
 
     BM25 on several shards with the default query_then_fetch scores with each shard's own term
@@ -95,9 +96,7 @@ def bm25_search_type(client: OpenSearch, index: str) -> str | None:
     return DFS if shards > 1 else None
 
 
-def bm25_texts(
-    client: OpenSearch, index: str, queries: Sequence[str]
-) -> list[tuple[str, str | None]]:
+def bm25_texts(client: Client, index: str, queries: Sequence[str]) -> list[tuple[str, str | None]]:
     """(text, analyzer override) per query, long queries cut to at most MAX_QUERY_TERMS tokens."""
     out: list[tuple[str, str | None]] = []
     for query in queries:
@@ -124,15 +123,15 @@ def capped_text(analyzed: dict) -> tuple[str, str]:
     return " ".join(terms), "whitespace"
 
 
-def search_error(index: str, error: Any) -> DotbridgeError:
+def search_error(index: str, error: Any, product: str = "The cluster") -> DotbridgeError:
     """The user's sentence for the error object of one failed search."""
     kind = error.get("type") if isinstance(error, dict) else None
     if kind == "index_not_found_exception":
         return missing_index(index)
-    return SearchFailed(f"OpenSearch failed a search on index {index!r}: {error_reason(error)}.")
+    return SearchFailed(f"{product} failed a search on index {index!r}: {error_reason(error)}.")
 
 
-def check_exists(client: OpenSearch, index: str) -> None:
+def check_exists(client: Client, index: str) -> None:
     if not client.indices.exists(index=index):
         raise missing_index(index)
 
