@@ -26,8 +26,8 @@ import socket
 import subprocess
 import time
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -119,6 +119,8 @@ class LocalNode:
     heap: str = DEFAULT_HEAP
     root: Path | None = None
     maven_url: str | None = None
+    # More opensearch.yml settings (e.g. a tiny write queue for a 429 drill); they win over ours.
+    extra_settings: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def base(self) -> Path:
@@ -271,6 +273,7 @@ class LocalNode:
             "path.logs": str(home / "logs"),
             "cluster.routing.allocation.disk.threshold_enabled": False,
             "action.auto_create_index": False,
+            **self.extra_settings,
         }
         lines = [f"{k}: {json.dumps(v)}" for k, v in settings.items()]
         (home / "config" / "opensearch.yml").write_text("\n".join(lines) + "\n")
