@@ -9,28 +9,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from bridge.cli import main
 from bridge.errors import IndexMismatch
 from bridge.indexes import IndexOptions, IndexSpec, ensure_index
 from ingest.ledger import RejectsFile
 from ingest.pipeline import ingest
 from ingest.readers import Record, read_records
 from mappings import index_body
+from tests.ingest_helpers import SCIFACT, count, indexed_ops, run_cli, summary_counts
 
 pytestmark = pytest.mark.integration
-
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
-
-
-def count(client, index):
-    client.indices.refresh(index=index)
-    return client.count(index=index)["count"]
 
 
 def test_scifact_slice_count_and_stored_vectors(os_client, index_name, tiny_encoder, tmp_path):
@@ -93,7 +84,11 @@ def test_bad_file_rejects_every_bad_line_and_indexes_every_good_one(
     assert "not valid JSON" in by_line[2]["reason"]
     assert "id field" in by_line[3]["reason"]
     assert by_line[4] == {"line": 4, "id": "e1", "reason": "empty text"}
-    assert by_line[5] == {"line": 5, "id": "g1", "reason": "duplicate id in input"}
+    assert by_line[5] == {
+        "line": 5,
+        "id": "g1",
+        "reason": "duplicate id in input (line 1 holds it)",
+    }
     assert by_line[7]["id"] == "r1" and "refused by OpenSearch" in by_line[7]["reason"]
     assert "missing text field" in by_line[9]["reason"]
     assert count(os_client, index_name) == 3
@@ -182,26 +177,6 @@ def test_existing_index_with_another_dimension_is_refused(
     assert not (tmp_path / "r.jsonl").exists()
     settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]
     assert "refresh_interval" not in settings["index"]
-
-
-def run_cli(settings, path, index, encoder, *extra):
-    args = ["ingest", str(path), "--index", index, "--model", str(encoder.model_id)]
-    args += ["--device", "cpu", "--no-progress", *map(str, extra)]
-    return CliRunner().invoke(main, args, env={"OPENSEARCH_URL": settings.url})
-
-
-def summary_counts(output: str) -> tuple[int, ...]:
-    match = re.search(r"read (\d+), indexed (\d+), rejected (\d+), already present (\d+)", output)
-    assert match, output
-    return tuple(map(int, match.groups()))
-
-
-def indexed_ops(client, index) -> int:
-    """Documents indexed so far, visible without a refresh (refresh is off during ingest)."""
-    if not client.indices.exists(index=index):
-        return 0
-    stats = client.indices.stats(index=index, metric="indexing")
-    return stats["_all"]["primaries"]["indexing"]["index_total"]
 
 
 def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_encoder, tmp_path):
@@ -322,6 +297,7 @@ def test_refresh_is_restored_when_the_run_fails(os_client, index_name, tiny_enco
             encoder=Failing(),
             rejects=RejectsFile(tmp_path / "r.jsonl"),
             batch_size=16,
+            sort_window=1,
             progress=False,
         )
     settings = os_client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]
