@@ -214,7 +214,11 @@ def faiss_unavailable(client: OpenSearch) -> str | None:
     except AuthorizationException:
         log.warning("not allowed to read node info; cannot check that the nodes can load faiss")
         return None
-    nodes = list(info.get("nodes", {}).values())
+    return faiss_unavailable_on(list(info.get("nodes", {}).values()))
+
+
+def faiss_unavailable_on(nodes: list[dict[str, Any]]) -> str | None:
+    """`faiss_unavailable` for the nodes of a node info answer."""
     data_nodes = [
         n for n in nodes if any(r.startswith(DATA_ROLES) for r in n.get("roles", []))
     ] or nodes
