@@ -13,7 +13,10 @@ from bridge.cli import main
 
 
 def datasets_dir() -> Path:
-    """`shared/datasets` beside the checkout (a worktree sits one folder deeper than main)."""
+    """`shared/datasets` beside the checkout (a worktree sits one folder deeper than main), or
+    DOTBRIDGE_DATASETS."""
+    if env := os.environ.get("DOTBRIDGE_DATASETS"):
+        return Path(env)
     here = Path(__file__).resolve()
     for parent in here.parents:
         if (parent / "shared" / "datasets").is_dir():
