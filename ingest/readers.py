@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from bridge.errors import BadInput
 
@@ -28,6 +28,7 @@ FORMATS = ("auto", "jsonl", "tsv")
 MAX_ID_BYTES = 512  # OpenSearch refuses longer _id values
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer line is rejected unread: no record needs more
 UTF8_BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # also the start of the UTF-32 marks
 # What a truncated or damaged gzip stream raises while it is being read.
 GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
@@ -221,9 +222,9 @@ def _open(source: str | Path) -> tuple[BinaryIO, list[BinaryIO]]:
         owned = [raw]
     stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
     start = stream.peek(4)[:4]
-    if start[:2] == b"\x1f\x8b":
-        unzipped = io.BufferedReader(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
-        return unzipped, [unzipped, *owned]
+    if start[:2] == GZIP_MAGIC:
+        unzipped = io.BufferedReader(_Gunzip(stream))
+        return unzipped, [unzipped, *owned]  # type: ignore[list-item]
     if start[:2] in UTF16_BOMS:
         for handle in owned:
             handle.close()
@@ -232,6 +233,57 @@ def _open(source: str | Path) -> tuple[BinaryIO, list[BinaryIO]]:
             "(e.g. iconv -f UTF-16 -t UTF-8)."
         )
     return stream, owned
+
+
+class _Gunzip(io.RawIOBase):
+    """A gzip stream (of one or more members) decompressed as it is read.
+
+    Unlike `gzip.GzipFile` under a buffered reader, a truncated or damaged stream gives up every
+    byte that could be recovered before it raises, so no complete line before the damage is lost.
+    """
+
+    CHUNK = 8192  # compressed bytes per step: a damaged step loses at most its own output
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            if not self._step():
+                return 0
+        size = min(len(buffer), len(self._out))
+        buffer[:size] = self._out[:size]
+        self._out = self._out[size:]
+        return size
+
+    def _step(self) -> bool:
+        """Decompress a little more into `_out`; False at the clean end of the stream."""
+        inflate = self._inflate
+        if inflate.eof:  # a member ended: another may follow
+            rest = inflate.unused_data or self._source.read(self.CHUNK)
+            if not rest.strip(b"\0"):  # padding with zeros is allowed after the last member
+                return bool(rest) and self._step_padding(rest)
+            if not rest.startswith(GZIP_MAGIC[: len(rest)]):
+                raise gzip.BadGzipFile("trailing garbage after the compressed data")
+            self._inflate = zlib.decompressobj(wbits=31)
+            self._out = self._inflate.decompress(rest, 1 << 20)
+            return True
+        data = inflate.unconsumed_tail or self._source.read(self.CHUNK)
+        if not data:
+            raise EOFError("the compressed data ends before its end marker")
+        self._out = inflate.decompress(data, 1 << 20)
+        return True
+
+    def _step_padding(self, zeros: bytes) -> bool:
+        while zeros := self._source.read(self.CHUNK):
+            if zeros.strip(b"\0"):
+                raise gzip.BadGzipFile("trailing garbage after the compressed data")
+        return False
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import sys
+import zlib
 
 import pytest
 
@@ -221,7 +222,9 @@ def test_truncated_gzip_keeps_what_came_before_and_rejects_the_rest(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     out = list(read_records(path))
     records = [o for o in out if isinstance(o, Record)]
-    assert 0 < len(records) < 200
+    # Every complete line the damaged stream still holds is a record (zlib as the reference).
+    recoverable = zlib.decompressobj(wbits=31).decompress(data[: len(data) // 2])
+    assert len(records) == recoverable.count(b"\n") > 0
     assert [r.doc_id for r in records] == [f"d{i}" for i in range(len(records))]
     last = out[-1]
     assert isinstance(last, Rejected) and "damaged or truncated" in last.reason
