@@ -246,31 +246,42 @@ def _integration_test_zip(node: dict[str, Any]) -> bool:
 
 
 def _local_faiss_library(node: dict[str, Any]) -> bool | None:
-    """Whether the node's JVM would find faiss's library; None when its install is not here."""
+    """Whether the node's JVM would find faiss's library; None when its install is not here.
+
+    As the JVM looks: `-Djava.library.path` when given, else LD_LIBRARY_PATH and the system
+    folders. When the node's environment cannot be read, the plugin's own lib/ folder (where
+    distributions put the library, adding it to LD_LIBRARY_PATH) counts as well.
+    """
     home = node.get("settings", {}).get("path", {}).get("home")
     if not home:
         return None
     plugin = Path(home) / "plugins" / "opensearch-knn"
     if not plugin.is_dir():
         return None  # another machine's node
-    folders = [plugin / "lib"]
-    for arg in node.get("jvm", {}).get("input_arguments", []):
-        if arg.startswith("-Djava.library.path="):
-            folders += [Path(p) for p in arg.split("=", 1)[1].split(os.pathsep) if p]
+    explicit = [
+        arg.split("=", 1)[1]
+        for arg in node.get("jvm", {}).get("input_arguments", [])
+        if arg.startswith("-Djava.library.path=")
+    ]
     env = _process_environment(node.get("process", {}).get("id"))
-    for var in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "JAVA_LIBRARY_PATH"):
-        folders += [Path(p) for p in env.get(var, "").split(os.pathsep) if p]
-    folders += [Path(p) for p in SYSTEM_LIBRARY_DIRS]
+    if explicit:
+        folders = explicit[-1].split(os.pathsep)
+    elif env is not None:
+        folders = [*env.get("LD_LIBRARY_PATH", "").split(os.pathsep), *SYSTEM_LIBRARY_DIRS]
+    else:
+        folders = [str(plugin / "lib"), *SYSTEM_LIBRARY_DIRS]
     patterns = (f"lib{FAISS_LIBRARY_PREFIX}*", f"{FAISS_LIBRARY_PREFIX}*.dll")
-    return any(any(folder.glob(pattern)) for folder in folders for pattern in patterns)
+    return any(
+        any(Path(folder).glob(pattern)) for folder in folders if folder for pattern in patterns
+    )
 
 
-def _process_environment(pid: object) -> dict[str, str]:
-    """The environment of a local process, when this user may read it (Linux)."""
+def _process_environment(pid: object) -> dict[str, str] | None:
+    """The environment of a local process, when this user may read it (Linux); else None."""
     try:
         raw = Path(f"/proc/{int(pid)}/environ").read_bytes()  # type: ignore[call-overload]
     except (OSError, TypeError, ValueError):
-        return {}
+        return None
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 

@@ -179,56 +179,6 @@ def test_existing_index_with_another_dimension_is_refused(
     assert "refresh_interval" not in settings["index"]
 
 
-def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_encoder, tmp_path):
-    """Transient failures (connection refused, 503 while shards recover) are retried."""
-    import socket
-    import threading
-
-    from bridge.client import connect
-    from bridge.config import ConnectionSettings
-    from bridge.local_node import LocalNode
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    node = LocalNode(port=port, heap="512m")
-    try:
-        client = connect(ConnectionSettings(url=node.start()))
-        records = list(read_records(SCIFACT, limit=1200))
-        outcome: dict = {}
-
-        def run() -> None:
-            try:
-                outcome["stats"] = ingest(
-                    records,
-                    client=client,
-                    index="restart",
-                    encoder=tiny_encoder,
-                    rejects=RejectsFile(tmp_path / "r.jsonl"),
-                    batch_size=16,
-                    progress=False,
-                )
-            except BaseException as exc:  # reported by the assertion below
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        deadline = time.monotonic() + 120
-        while indexed_ops(client, "restart") < 100 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert thread.is_alive(), outcome
-        node.stop()
-        node.start()
-        thread.join(timeout=400)
-        assert "error" not in outcome, outcome.get("error")
-        stats = outcome["stats"]
-        assert stats.read == stats.indexed + stats.already_present == 1200
-        assert stats.rejected == 0
-        assert count(client, "restart") == 1200
-    finally:
-        node.stop()
-
-
 def test_two_shard_workers_fill_one_index_together(os_client, index_name, tiny_encoder, tmp_path):
     from ingest.readers import Shard
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 
 import pytest
@@ -90,7 +91,8 @@ def test_faiss_verdict_from_node_info(tmp_path):
     # A coordinating-only node does not write segments; the data node decides.
     mixed = [node("c", plugins=(), roles=("ingest",)), node("d")]
     assert faiss_unavailable_on(mixed) is None
-    # An install on this machine is looked into, whatever its build type.
+    # An install on this machine is looked into, whatever its build type: the plugin's lib/
+    # folder (its environment cannot be read here: no such process), or java.library.path.
     lib = tmp_path / "plugins" / "opensearch-knn" / "lib"
     lib.mkdir(parents=True)
     local = node(home=tmp_path, build="zip")
@@ -99,10 +101,19 @@ def test_faiss_verdict_from_node_info(tmp_path):
     assert faiss_unavailable_on([local]) is None
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (lib / "libopensearchknn_faiss_avx2.so").unlink()
-    (elsewhere / "libopensearchknn_faiss.so").write_bytes(b"")
     local["jvm"]["input_arguments"] = [f"-Djava.library.path={elsewhere}"]
+    assert "has no faiss native library" in faiss_unavailable_on([local])  # not on its path
+    (elsewhere / "libopensearchknn_faiss.so").write_bytes(b"")
     assert faiss_unavailable_on([local]) is None
+    # A node process whose environment can be read: its LD_LIBRARY_PATH decides.
+    local["jvm"]["input_arguments"] = []
+    for path, verdict in ((elsewhere, None), (tmp_path, "has no faiss native library")):
+        env = {"LD_LIBRARY_PATH": str(path), "PATH": "/usr/bin:/bin"}
+        with subprocess.Popen(["sleep", "30"], env=env) as stand_in:
+            local["process"]["id"] = stand_in.pid
+            found = faiss_unavailable_on([local])
+            stand_in.kill()
+        assert found == verdict if verdict is None else verdict in found
 
 
 def test_local_node_extra_settings_reach_opensearch_yml(tmp_path):
