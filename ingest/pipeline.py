@@ -15,6 +15,9 @@ seen ids is kept.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -123,6 +126,7 @@ def ingest(
     """
     stats = IngestStats()
     started = time.perf_counter()
+    _steady_malloc()
     try:
         items = iter(records)
         first = next(items, None)
@@ -194,6 +198,24 @@ def _run(
             writer.finish()
     finally:
         bar.close()
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+@functools.cache
+def _steady_malloc() -> None:
+    """Keep the process's memory flat however long the corpus (glibc).
+
+    Length-sorted windows feed the model tensors of ever-changing sizes. glibc raises its mmap
+    threshold each time a large block is freed, after which blocks of that size live on the heap
+    and fragment it: RSS grew by ~150 MB between 5k and 50k records. A fixed threshold keeps
+    large blocks in mmap, returned to the system when freed. Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl): its own behaviour
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 @contextlib.contextmanager
