@@ -206,7 +206,7 @@ class Process:
         environment = {**os.environ, "OPENSEARCH_URL": url, "PYTHONPATH": str(REPO), **env}
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            list(cmd),
+            [str(part) for part in cmd],
             cwd=cwd,
             env=environment,
             stdout=subprocess.PIPE,
