@@ -293,8 +293,9 @@ STORM_CORPUS = 4000
 
 @drill("429-storm")
 def storm_of_429(ctx: Context) -> list[Outcome]:
-    """A node with a write pool of 1 thread and no queue, and 4 `--shard` workers at once."""
-    settings = {"thread_pool.write.size": 1, "thread_pool.write.queue_size": 0}
+    """A node with a write pool of 1 thread and a queue of 1 (0 would refuse every write but the
+    first), and 4 `--shard` workers at once sending small bulks."""
+    settings = {"thread_pool.write.size": 1, "thread_pool.write.queue_size": 1}
     corpus = synthetic_corpus(
         ctx.work / "storm.jsonl", STORM_CORPUS, seed=ctx.seed + 3, min_words=100, max_words=300
     )
@@ -305,7 +306,7 @@ def storm_of_429(ctx: Context) -> list[Outcome]:
         procs = []
         for i in range(STORM_WORKERS):
             cmd = ingest_command(corpus.path, index, ctx.model, "--shard", f"{i}/{STORM_WORKERS}")
-            cmd += ["--batch-size", 8, "--sort-window", 1, "--max-wait", 300]
+            cmd += ["--batch-size", 4, "--sort-window", 1, "--max-wait", 300]
             procs.append(Process(cmd, node.url, cwd=ctx.work))
         runs = [p.wait(timeout=1800) for p in procs]
         indexed = sum(r.counts().get("indexed", 0) for r in runs)
@@ -320,7 +321,7 @@ def storm_of_429(ctx: Context) -> list[Outcome]:
         checks.expect(retried > 0 and rejected_by_node > 0, "no 429 happened")
     return [
         Outcome(
-            "429 storm: write pool of 1 thread and no queue, 4 `--shard` workers at once",
+            "429 storm: write pool of 1 thread, queue of 1, 4 `--shard` workers at once",
             not checks.failed,
             "every record indexed once, the retries counted",
             f"node rejected {rejected_by_node} write tasks; workers retried {retried} items; "
