@@ -303,6 +303,7 @@ def storm_of_429(ctx: Context) -> list[Outcome]:
     checks = Checks()
     with local_node(ctx.storm_port, **settings) as node:
         client = ctx.client(node.url)
+        client.indices.delete(index=index, ignore_unavailable=True)  # a node keeps its data
         procs = []
         for i in range(STORM_WORKERS):
             cmd = ingest_command(corpus.path, index, ctx.model, "--shard", f"{i}/{STORM_WORKERS}")
@@ -310,6 +311,7 @@ def storm_of_429(ctx: Context) -> list[Outcome]:
             procs.append(Process(cmd, node.url, cwd=ctx.work))
         runs = [p.wait(timeout=1800) for p in procs]
         indexed = sum(r.counts().get("indexed", 0) for r in runs)
+        present = sum(r.counts().get("already present", 0) for r in runs)
         retried = sum(r.counts().get("retried", 0) for r in runs)
         for run in runs:
             checks.expect(run.returncode == 0, f"exit {run.returncode}: {run.errors()}")
@@ -318,6 +320,7 @@ def storm_of_429(ctx: Context) -> list[Outcome]:
         pool = client.nodes.stats(metric="thread_pool")["nodes"]
         rejected_by_node = sum(n["thread_pool"]["write"]["rejected"] for n in pool.values())
         checks.expect(indexed == total == distinct == STORM_CORPUS, f"{indexed} indexed")
+        checks.expect(present == 0, f"{present} already present in a fresh index")
         checks.expect(retried > 0 and rejected_by_node > 0, "no 429 happened")
     return [
         Outcome(
