@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format bench eval clean
+.PHONY: install demo test lint format bench eval drills clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ bench: install
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme README.md
+
+# Fault drills: kills, node crashes, a 429 storm, fuzzed queries (real nodes; ~20 min).
+DRILL_PORTS ?= 9291,9292
+drills: install
+	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -123,7 +123,7 @@ def naive_ingest(
         {
             "_index": index,
             "_id": r.doc_id,
-            "_source": document_source(r, spec.vector_field, v),
+            "_source": document_source(r, spec.vector_field, v, run_id="naive"),
         }
         for r, v in zip(records, vectors, strict=True)
     )

@@ -343,6 +343,20 @@ def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--ef-construction", default=128, show_default=True, type=click.IntRange(2))
 @click.option("--shards", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--replicas", default=0, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--sort-window",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Batches sorted by length together before encoding (less padding).",
+)
+@click.option(
+    "--max-wait",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(1.0),
+    help="Seconds the cluster may fail on end (down, overloaded) before the run gives up.",
+)
 @click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
 def ingest(
     corpus: str,
@@ -362,12 +376,15 @@ def ingest(
     ef_construction: int,
     shards: int,
     replicas: int,
+    sort_window: int,
+    max_wait: float,
     progress: bool | None,
 ) -> None:
     """Encode a collection and index text plus vectors (CORPUS: .jsonl/.tsv[.gz] or - for stdin).
 
     Records that cannot be indexed go to the rejects file with their reason; the exit status is
     non-zero when any were rejected. Running the same command again resumes an interrupted run.
+    With --shard I/N, N workers fill one index together (each its own rejects file).
     """
     from bridge.client import check_can_write, connect
     from bridge.indexes import IndexOptions
@@ -375,13 +392,17 @@ def ingest(
     from ingest.readers import Fields, Shard
 
     shard = Shard.parse(shard_spec)
-    client = connect(settings)
-    check_can_write(client, index)  # before a model is loaded or anything is written
+
+    def writable_client() -> Any:
+        client = connect(settings)
+        check_can_write(client, index)  # before a model is loaded or anything is written
+        return client
+
     stats = ingest_corpus(
         corpus,
-        client=client,
+        client=writable_client,  # called once the input is known to hold records
         index=index,
-        encoder=model_settings.load(),
+        encoder=model_settings.load,  # and this after the client may write
         fmt=fmt,
         fields=Fields(id=id_field, text=text_field, title=title_field or None),
         shard=shard,
@@ -396,6 +417,8 @@ def ingest(
             replicas=replicas,
         ),
         progress=progress,
+        sort_window=sort_window,
+        max_wait=max_wait,
     )
     click.echo(f"{index}: {stats.summary()}")
     if stats.rejected:

@@ -27,6 +27,10 @@ class BadInput(DotbridgeError):
     """Input the user gave (a query, a file, an option) cannot be used as it is."""
 
 
+class IngestFailed(DotbridgeError):
+    """An ingest run stopped before its end: the cluster refused its requests or stayed away."""
+
+
 class RejectedRecords(DotbridgeError):
     """A run finished, but some input records were rejected (see the rejects file)."""
 

@@ -1,10 +1,12 @@
 """An index's life: what it was built with (its `_meta`), the check that an encoder fits it,
-creating it from `mappings`, and pausing its refresh during a bulk load."""
+whether the cluster can serve its engine, creating it from `mappings`, and pausing its refresh
+during a bulk load."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,11 +192,16 @@ class IndexOptions:
 def ensure_index(
     client: OpenSearch, index: str, spec: IndexSpec, options: IndexOptions | None = None
 ) -> bool:
-    """Create the index for `spec`, or check that the existing one matches; True when created."""
+    """Create the index for `spec`, or check that the existing one matches; True when created.
+
+    Either way the cluster must be able to serve the index's k-NN engine: writing to a faiss
+    index on a node without faiss's native library brings the whole node down.
+    """
     options = options or IndexOptions()
     stored = read_spec(client, index)
     if stored is not None:
         check_compatible(index, stored, spec)
+        check_engine(client, index_engine(client, index, stored.vector_field), index=index)
         return False
     backend = backend_of(client)
     body = backend.index_body(
@@ -207,7 +214,8 @@ def ensure_index(
         ef_construction=options.ef_construction,
         shards=options.shards,
         replicas=options.replicas,
-    )
+    )  # Elasticsearch's refuses an OpenSearch engine before the cluster is asked
+    check_engine(client, options.engine)
     try:
         client.indices.create(index=index, body=body)
     except client_errors() as exc:
@@ -249,13 +257,149 @@ def available_analyzer(client: Any, analyzer: str) -> str:
     return analyzer
 
 
+# ---- can the cluster serve the engine? --------------------------------------------------------
+
+FAISS_LIBRARY_PREFIX = "opensearchknn_faiss"
+# Where the JVM looks for native libraries on Linux when java.library.path is not set.
+SYSTEM_LIBRARY_DIRS = ("/usr/java/packages/lib", "/usr/lib64", "/lib64", "/lib", "/usr/lib")
+DATA_ROLES = ("data", "search", "warm")
+
+
+def index_engine(client: OpenSearch, index: str, vector_field: str = VECTOR_FIELD) -> str | None:
+    """The k-NN engine of an index's vector field (None when it names none)."""
+    (body,) = client.indices.get_mapping(index=index).values()
+    field = body.get("mappings", {}).get("properties", {}).get(vector_field, {})
+    method = field.get("method") or {}
+    return method.get("engine")
+
+
+def check_engine(client: OpenSearch, engine: str | None, *, index: str | None = None) -> None:
+    """BadInput, before anything is created or written, when the cluster cannot serve `engine`."""
+    if engine != "faiss":
+        return
+    reason = faiss_unavailable(client)
+    if reason is None:
+        return
+    what = f"Index {index!r} uses the faiss engine, but" if index else "--engine faiss:"
+    advice = (
+        "use another --index (created with --engine lucene)" if index else "use --engine lucene"
+    )
+    raise BadInput(
+        f"{what} this cluster cannot serve faiss ({reason}), and writing faiss vectors there "
+        f"would bring the node down: {advice}."
+    )
+
+
+def faiss_unavailable(client: OpenSearch) -> str | None:
+    """Why some data node cannot load faiss's native library; None when every one can.
+
+    The k-NN plugin loads the library lazily, at the first segment it writes, and a node that
+    lacks it exits at once (`UnsatisfiedLinkError` is fatal). Nothing in the plugin's stats tells
+    beforehand: `faiss_initialized` is false until then, and is also set merely by parsing a faiss
+    mapping. So the nodes' own facts decide (node info): an install on this machine is looked
+    into where the JVM would look (the plugin's lib/ folder, java.library.path, LD_LIBRARY_PATH,
+    the system folders); a remote node that runs the integration-test zip distribution (the only
+    one with a k-NN plugin from Maven Central, which carries no native libraries) cannot; other
+    remote distributions ship the library with the plugin.
+    """
+    try:
+        info = client.nodes.info(metric="plugins,settings,process,jvm,os")
+    except client_errors() as exc:
+        if status_of(exc) != 403:
+            raise
+        log.warning("not allowed to read node info; cannot check that the nodes can load faiss")
+        return None
+    return faiss_unavailable_on(list(info.get("nodes", {}).values()))
+
+
+def faiss_unavailable_on(nodes: list[dict[str, Any]]) -> str | None:
+    """`faiss_unavailable` for the nodes of a node info answer."""
+    data_nodes = [
+        n for n in nodes if any(r.startswith(DATA_ROLES) for r in n.get("roles", []))
+    ] or nodes
+    for node in data_nodes:
+        name = node.get("name", "?")
+        if "opensearch-knn" not in {p.get("name") for p in node.get("plugins", [])}:
+            return f"node {name} has no k-NN plugin"
+        present = _local_faiss_library(node)
+        if present is False:
+            return (
+                f"node {name} has no faiss native library (its k-NN plugin was installed "
+                "without one)"
+            )
+        if present is None and _integration_test_zip(node):
+            return (
+                f"node {name} runs the integration-test zip distribution, whose k-NN plugin "
+                "carries no native libraries"
+            )
+    return None
+
+
+def _integration_test_zip(node: dict[str, Any]) -> bool:
+    os_name = str(node.get("os", {}).get("name", ""))
+    return node.get("build_type") == "zip" and not os_name.lower().startswith("windows")
+
+
+def _local_faiss_library(node: dict[str, Any]) -> bool | None:
+    """Whether the node's JVM would find faiss's library; None when its install is not here.
+
+    As the JVM looks: `-Djava.library.path` when given, else LD_LIBRARY_PATH and the system
+    folders. When the node's environment cannot be read, the plugin's own lib/ folder (where
+    distributions put the library, adding it to LD_LIBRARY_PATH) counts as well.
+    """
+    home = node.get("settings", {}).get("path", {}).get("home")
+    if not home:
+        return None
+    plugin = Path(home) / "plugins" / "opensearch-knn"
+    if not plugin.is_dir():
+        return None  # another machine's node
+    explicit = [
+        arg.split("=", 1)[1]
+        for arg in node.get("jvm", {}).get("input_arguments", [])
+        if arg.startswith("-Djava.library.path=")
+    ]
+    env = _process_environment(node.get("process", {}).get("id"))
+    if explicit:
+        folders = explicit[-1].split(os.pathsep)
+    elif env is not None:
+        folders = [*env.get("LD_LIBRARY_PATH", "").split(os.pathsep), *SYSTEM_LIBRARY_DIRS]
+    else:
+        folders = [str(plugin / "lib"), *SYSTEM_LIBRARY_DIRS]
+    patterns = (f"lib{FAISS_LIBRARY_PREFIX}*", f"{FAISS_LIBRARY_PREFIX}*.dll")
+    return any(
+        any(Path(folder).glob(pattern)) for folder in folders if folder for pattern in patterns
+    )
+
+
+def _process_environment(pid: object) -> dict[str, str] | None:
+    """The environment of a local process, when this user may read it (Linux); else None."""
+    try:
+        raw = Path(f"/proc/{int(pid)}/environ").read_bytes()  # type: ignore[call-overload]
+    except (OSError, TypeError, ValueError):
+        return None
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+# ---- refresh ----------------------------------------------------------------------------------
+
+
 @contextlib.contextmanager
-def refresh_paused(client: OpenSearch, index: str) -> Iterator[None]:
+def refresh_paused(client: OpenSearch, index: str, *, pause: bool = True) -> Iterator[None]:
     """Turn refresh off for the run and restore it afterwards, also when the run fails.
 
     The original interval is kept in the index's _meta while paused, so a run that was killed
-    before it could restore it leaves the next run able to.
+    before it could restore it leaves the next run able to. Only a run that fills the index
+    alone may pause: the pause is a read-modify-write of the index's settings, and two writers
+    would take each other's `-1` for the original. With `pause=False` (one of several `--shard`
+    workers) refresh is left as it is, but a pause left behind by a killed run is restored.
+    The documents are made visible (refreshed) at the end either way.
     """
+    if not pause:
+        restore_refresh(client, index)
+        yield
+        client.indices.refresh(index=index)
+        return
     meta = _meta(client, index)
     ours = meta.setdefault(META_KEY, {})
     if PAUSED_REFRESH_KEY in ours:
@@ -268,12 +412,32 @@ def refresh_paused(client: OpenSearch, index: str) -> Iterator[None]:
     client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
     try:
         yield
-    finally:
-        client.indices.put_settings(index=index, body={"index": {"refresh_interval": original}})
-        meta = _meta(client, index)
-        meta.get(META_KEY, {}).pop(PAUSED_REFRESH_KEY, None)
-        client.indices.put_mapping(index=index, body={"_meta": meta})
-        client.indices.refresh(index=index)
+    except BaseException:
+        # The run's own error is what the user must see; a failure to restore (the node is
+        # down, say) is only logged: the next run restores the interval kept in _meta.
+        try:
+            restore_refresh(client, index)
+        except Exception as exc:
+            log.warning(
+                "could not restore the refresh interval of %s (%s); the next run restores it",
+                index,
+                error_reason(exc),
+            )
+        raise
+    restore_refresh(client, index)
+    client.indices.refresh(index=index)
+
+
+def restore_refresh(client: OpenSearch, index: str) -> bool:
+    """Restore a refresh interval paused by an earlier run (kept in _meta); True when one was."""
+    meta = _meta(client, index)
+    ours = meta.get(META_KEY, {})
+    if PAUSED_REFRESH_KEY not in ours:
+        return False
+    original = ours.pop(PAUSED_REFRESH_KEY)
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": original}})
+    client.indices.put_mapping(index=index, body={"_meta": meta})
+    return True
 
 
 def _meta(client: OpenSearch, index: str) -> dict[str, Any]:

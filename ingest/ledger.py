@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from bridge.errors import BadInput
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, one worker per file
+    fcntl = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -21,6 +29,7 @@ class IngestStats:
     already_present: int = 0
     truncated: int = 0
     encoded: int = 0
+    retried: int = 0
     wall_s: float = 0.0
     encode_s: float = 0.0
     index_s: float = 0.0
@@ -30,36 +39,73 @@ class IngestStats:
         return (
             f"read {self.read}, indexed {self.indexed}, rejected {self.rejected}, "
             f"already present {self.already_present}, truncated {self.truncated}, "
-            f"encoded {self.encoded}; "
+            f"encoded {self.encoded}, retried {self.retried}; "
             f"wall {self.wall_s:.1f}s, encode {self.encode_s:.1f}s, index {self.index_s:.1f}s"
         )
 
 
-def default_rejects_path(index: str) -> Path:
-    """`INDEX.rejects.jsonl` in the working directory."""
+def default_rejects_path(index: str, shard_index: int = 0, shard_count: int = 1) -> Path:
+    """`INDEX.rejects.jsonl` in the working directory; one file per `--shard` worker."""
+    if shard_count > 1:
+        return Path(f"{index}.shard-{shard_index}-of-{shard_count}.rejects.jsonl")
     return Path(f"{index}.rejects.jsonl")
 
 
 class RejectsFile:
-    """JSONL of rejected records (line, id, reason), written lazily and thread-safely."""
+    """JSONL of rejected records (line, id, reason) of this run, held by this run alone.
+
+    The file is locked for the run, so a second worker given the same path is refused at once
+    instead of wiping this one's rejects; it is emptied when taken and removed at the end when
+    nothing was rejected.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: Any = None
+        self.path = Path(path)
+        self.count = 0
         self._lock = threading.Lock()
-        path.unlink(missing_ok=True)  # the file describes this run only
+        self._fh: Any = self._take(self.path)
+
+    @staticmethod
+    def _take(path: Path) -> Any:
+        while True:
+            try:
+                fh = path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise BadInput(
+                    f"Cannot write the rejects file {str(path)!r} ({exc.strerror}): "
+                    "give another --rejects path."
+                ) from None
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    fh.close()
+                    raise BadInput(
+                        f"The rejects file {str(path)!r} is in use by another ingest run: give "
+                        "each --shard worker its own --rejects path (or leave it out)."
+                    ) from None
+            try:
+                same = os.fstat(fh.fileno()).st_ino == path.stat().st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file its last holder removed while we opened it
+                fh.truncate(0)  # the file describes this run only
+                return fh
+            fh.close()
 
     def write(self, line: int, doc_id: str | None, reason: str) -> None:
         with self._lock:
-            if self._fh is None:
-                self._fh = self.path.open("w", encoding="utf-8")
             self._fh.write(json.dumps({"line": line, "id": doc_id, "reason": reason}) + "\n")
             self._fh.flush()
+            self.count += 1
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
-                self._fh.close()
+            if self._fh.closed:
+                return
+            if not self.count:
+                self.path.unlink(missing_ok=True)  # still locked: nobody else uses it
+            self._fh.close()
 
 
 class Ledger:
@@ -75,8 +121,8 @@ class Ledger:
             self.stats.read += count
 
     def reject(self, line: int, doc_id: str | None, reason: str) -> None:
-        self.rejects.write(line, doc_id, reason)
         with self._lock:
+            self.rejects.write(line, doc_id, reason)
             self.stats.rejected += 1
             self.bar.update(1)
 
@@ -85,7 +131,7 @@ class Ledger:
             self.stats.indexed += count
             self.bar.update(count)
 
-    def already_present(self, count: int) -> None:
+    def already_present(self, count: int = 1) -> None:
         with self._lock:
             self.stats.already_present += count
             self.bar.update(count)
@@ -99,3 +145,8 @@ class Ledger:
     def index_time(self, seconds: float) -> None:
         with self._lock:
             self.stats.index_s += seconds
+
+    def retried(self, count: int) -> None:
+        """Items sent again after a transient failure (429, 5xx, a dropped connection)."""
+        with self._lock:
+            self.stats.retried += count

@@ -31,6 +31,9 @@ ENGINES = ("lucene", "faiss")
 ANALYZERS = ("english", "standard", "simple", "whitespace")
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("title", "text")
+# Where a document's input line and content digest are kept (stored, never indexed): a later
+# run tells "already indexed from this line" from "another record with the same id".
+ORIGIN_FIELD = "ingest"
 
 
 def index_body(
@@ -76,6 +79,7 @@ def index_body(
                 "doc_id": {"type": "keyword"},
                 "title": text,
                 "text": text,
+                ORIGIN_FIELD: {"type": "object", "enabled": False},
                 VECTOR_FIELD: {
                     "type": "knn_vector",
                     "dimension": dimension,

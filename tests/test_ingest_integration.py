@@ -10,27 +10,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from bridge.cli import main
 from bridge.errors import IndexMismatch
 from bridge.indexes import IndexOptions, IndexSpec, available_analyzer, ensure_index
 from ingest.ledger import RejectsFile
 from ingest.pipeline import ingest
 from ingest.readers import Record, read_records
+from tests.ingest_helpers import SCIFACT, count, indexed_ops, run_cli, summary_counts
 
 pytestmark = pytest.mark.integration
-
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
-
-
-def count(client, index):
-    client.indices.refresh(index=index)
-    return client.count(index=index)["count"]
 
 
 def test_scifact_slice_count_and_stored_vectors(engine, engine_index, tiny_encoder, tmp_path):
@@ -100,7 +91,11 @@ def test_bad_file_rejects_every_bad_line_and_indexes_every_good_one(
     assert "not valid JSON" in by_line[2]["reason"]
     assert "id field" in by_line[3]["reason"]
     assert by_line[4] == {"line": 4, "id": "e1", "reason": "empty text"}
-    assert by_line[5] == {"line": 5, "id": "g1", "reason": "duplicate id in input"}
+    assert by_line[5] == {
+        "line": 5,
+        "id": "g1",
+        "reason": "duplicate id in input (line 1 holds it)",
+    }
     assert by_line[7]["id"] == "r1"
     assert f"refused by {engine.backend.product}" in by_line[7]["reason"]
     assert "missing text field" in by_line[9]["reason"]
@@ -194,80 +189,6 @@ def test_existing_index_with_another_dimension_is_refused(
     assert "refresh_interval" not in settings["index"]
 
 
-def run_cli(engine, path, index, encoder, *extra):
-    args = ["ingest", str(path), "--index", index, "--model", str(encoder.model_id)]
-    args += ["--device", "cpu", "--no-progress", *map(str, extra)]
-    return CliRunner().invoke(main, args, env=engine.env)
-
-
-def summary_counts(output: str) -> tuple[int, ...]:
-    match = re.search(r"read (\d+), indexed (\d+), rejected (\d+), already present (\d+)", output)
-    assert match, output
-    return tuple(map(int, match.groups()))
-
-
-def indexed_ops(client, index) -> int:
-    """Documents indexed so far, visible without a refresh (refresh is off during ingest)."""
-    if not client.indices.exists(index=index):
-        return 0
-    stats = client.indices.stats(index=index, metric="indexing")
-    # A new index whose primaries have not started yet has no stats (Elasticsearch: `{}`).
-    return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0)
-
-
-def test_node_restart_during_ingest_loses_nothing(opensearch_settings, tiny_encoder, tmp_path):
-    """Transient failures (connection refused, 503 while shards recover) are retried.
-
-    On a node of its own (OpenSearch's: a restart of it takes seconds, Elasticsearch's a
-    minute); the retry decision for Elasticsearch's errors is the backend's `is_transient`."""
-    import socket
-    import threading
-
-    from bridge.client import connect
-    from bridge.config import ConnectionSettings
-    from bridge.nodes import LocalNode
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    node = LocalNode(port=port, heap="512m")
-    try:
-        client = connect(ConnectionSettings(url=node.start()))
-        records = list(read_records(SCIFACT, limit=1200))
-        outcome: dict = {}
-
-        def run() -> None:
-            try:
-                outcome["stats"] = ingest(
-                    records,
-                    client=client,
-                    index="restart",
-                    encoder=tiny_encoder,
-                    rejects=RejectsFile(tmp_path / "r.jsonl"),
-                    batch_size=16,
-                    progress=False,
-                )
-            except BaseException as exc:  # reported by the assertion below
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        deadline = time.monotonic() + 120
-        while indexed_ops(client, "restart") < 100 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert thread.is_alive(), outcome
-        node.stop()
-        node.start()
-        thread.join(timeout=400)
-        assert "error" not in outcome, outcome.get("error")
-        stats = outcome["stats"]
-        assert stats.read == stats.indexed + stats.already_present == 1200
-        assert stats.rejected == 0
-        assert count(client, "restart") == 1200
-    finally:
-        node.stop()
-
-
 def test_two_shard_workers_fill_one_index_together(engine, engine_index, tiny_encoder, tmp_path):
     client, index_name = engine.client, engine_index
     from ingest.readers import Shard
@@ -333,6 +254,7 @@ def test_refresh_is_restored_when_the_run_fails(engine, engine_index, tiny_encod
             encoder=Failing(),
             rejects=RejectsFile(tmp_path / "r.jsonl"),
             batch_size=16,
+            sort_window=1,
             progress=False,
         )
     settings = client.indices.get_settings(index=index_name)[index_name]["settings"]["index"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -76,6 +77,8 @@ class LocalNode(NodeProcess):
     root: Path | None = None
     maven_url: str | None = None
     secure: bool = False  # TLS, users and roles (the security plugin)
+    # More opensearch.yml settings (e.g. a tiny write queue for a 429 drill); they win over ours.
+    extra_settings: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def base(self) -> Path:
@@ -181,6 +184,7 @@ class LocalNode(NodeProcess):
         }
         if self.secure:
             settings.update(security.security_settings())
+        settings.update(self.extra_settings)
         config = write_config(
             self.home,
             home,

@@ -1,0 +1,91 @@
+"""Helpers shared by the ingest tests: where the datasets are, the CLI in and out of process."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from bridge.cli import main
+
+
+def datasets_dir() -> Path:
+    """`shared/datasets` beside the checkout (a worktree sits one folder deeper than main), or
+    DOTBRIDGE_DATASETS."""
+    if env := os.environ.get("DOTBRIDGE_DATASETS"):
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "datasets").is_dir():
+            return parent / "shared" / "datasets"
+    return here.parents[2] / "shared" / "datasets"
+
+
+SCIFACT = datasets_dir() / "scifact" / "corpus.jsonl"
+
+
+def count(client, index) -> int:
+    client.indices.refresh(index=index)
+    return client.count(index=index)["count"]
+
+
+def distinct_ids(client, index) -> int:
+    client.indices.refresh(index=index)
+    agg = {"cardinality": {"field": "doc_id", "precision_threshold": 40_000}}  # exact below
+    body = {"size": 0, "aggs": {"ids": agg}}
+    return client.search(index=index, body=body)["aggregations"]["ids"]["value"]
+
+
+def refresh_interval(client, index) -> str | None:
+    """The index's own refresh interval; None: the default (1s)."""
+    settings = client.indices.get_settings(index=index)[index]["settings"]["index"]
+    return settings.get("refresh_interval")
+
+
+def indexed_ops(client, index) -> int:
+    """Documents indexed so far, visible without a refresh (refresh is off during ingest)."""
+    if not client.indices.exists(index=index):
+        return 0
+    stats = client.indices.stats(index=index, metric="indexing")
+    # A new index whose primaries have not started yet has no stats (Elasticsearch: `{}`).
+    return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0)
+
+
+def run_cli(target, path, index, encoder, *extra, input=None) -> Result:
+    """`dotbridge ingest` in process, against connection settings or an `engine` fixture."""
+    args = ["ingest", str(path), "--index", index, "--model", str(encoder.model_id)]
+    args += ["--device", "cpu", "--no-progress", *map(str, extra)]
+    env = getattr(target, "env", None) or {"OPENSEARCH_URL": target.url}
+    return CliRunner().invoke(main, args, env=env, input=input)
+
+
+def ingest_command(corpus, index, model_dir, *extra) -> list[str]:
+    """`dotbridge ingest` as a separate process (python -m bridge)."""
+    return [
+        sys.executable,
+        "-m",
+        "bridge",
+        "ingest",
+        str(corpus),
+        "--index",
+        index,
+        "--model",
+        str(model_dir),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *map(str, extra),
+    ]
+
+
+def cli_env(settings) -> dict[str, str]:
+    return {**os.environ, "OPENSEARCH_URL": settings.url}
+
+
+def summary_counts(output: str) -> tuple[int, ...]:
+    match = re.search(r"read (\d+), indexed (\d+), rejected (\d+), already present (\d+)", output)
+    assert match, output
+    return tuple(map(int, match.groups()))
