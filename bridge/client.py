@@ -100,6 +100,28 @@ def connect(settings: ConnectionSettings, *, check: bool = True) -> Any:
     return client
 
 
+def connect_for_writing(settings: ConnectionSettings, index: str) -> Any:
+    """A client that may fill `index`, checked before a model is loaded or anything written."""
+    client = connect(settings)
+    check_can_write(client, index)
+    return client
+
+
+def cluster_status(settings: ConnectionSettings) -> dict[str, str]:
+    """URL (without credentials), version, name and size, health and plugins of the cluster."""
+    client = connect(settings)
+    info = client.info()
+    health = client.cluster.health()
+    plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
+    return {
+        "url": settings.safe_url,
+        "version": info["version"]["number"],
+        "cluster": f"{health['cluster_name']} ({health['number_of_nodes']} nodes)",
+        "health": health["status"],
+        "plugins": ", ".join(plugins) or "(none)",
+    }
+
+
 def _warn_insecure(settings: ConnectionSettings) -> None:
     with _warn_lock:
         if settings.safe_url in _warned_insecure:

@@ -312,6 +312,12 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
+def scores_run_as_is(mode: str, run_file: str | Path | None) -> bool:
+    """Whether `evaluate_dataset` scores `run_file` as it is (bm25 mode) instead of searching,
+    so that no run of its own is written."""
+    return run_file is not None and mode == "bm25"
+
+
 def evaluate_dataset(
     dataset_dir: str | Path,
     *,
@@ -334,7 +340,7 @@ def evaluate_dataset(
     them; without `model.model`, the model the index recorded is used.
     """
     data = load_split(dataset_dir, split)
-    if run_file is not None and mode == "bm25":
+    if scores_run_as_is(mode, run_file):
         run = read_run(run_file)
         depth = max((len(docs) for docs in run.values()), default=0)
         return data, evaluate(run, data.qrels, measures_for(depth, data.min_relevant_grade))
@@ -342,15 +348,10 @@ def evaluate_dataset(
         raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
     if index is None:
         raise BadInput(f"--mode {mode} searches an index: give its name with --index.")
-    from bridge.indexes import encoder_for_index
-    from bridge.search import make_searcher
+    from bridge.search import open_searcher
 
-    client = connect()
-    encoder = None if mode == "bm25" else encoder_for_index(client, index, model)
     # Runs need ids and scores only: leave the documents on the server.
-    searcher = make_searcher(
-        mode, client, index, encoder=encoder, source=False, **(search_options or {})
-    )
+    searcher = open_searcher(connect(), index, mode, model, source=False, **(search_options or {}))
     result = run_eval(
         searcher,
         data.queries,

@@ -1,9 +1,9 @@
-"""How hits are shown: a terminal table, or one JSON object per hit (pure functions)."""
+"""How results are shown: hits as a table or JSON lines, metrics, status fields (pure functions)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,3 +38,13 @@ def hits_json_lines(hits: Sequence[Hit]) -> Iterator[str]:
             "source": hit.source,
         }
         yield json.dumps(record, ensure_ascii=False)
+
+
+def metrics_block(title: str, metrics: Mapping[str, float]) -> str:
+    """A title line, then one indented `name value` line per metric (four decimals)."""
+    return "\n".join([title, *(f"  {name:<16} {value:.4f}" for name, value in metrics.items())])
+
+
+def fields(values: Mapping[str, object]) -> str:
+    """One `name:  value` line per item, the values aligned (status commands)."""
+    return "\n".join(f"{name + ':':<9} {value}" for name, value in values.items())

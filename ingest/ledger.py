@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bridge.errors import BadInput
+from bridge.errors import BadInput, RejectedRecords
 
 try:
     import fcntl
@@ -42,6 +42,15 @@ class IngestStats:
             f"encoded {self.encoded}, retried {self.retried}; "
             f"wall {self.wall_s:.1f}s, encode {self.encode_s:.1f}s, index {self.index_s:.1f}s"
         )
+
+    def raise_for_rejects(self) -> None:
+        """Raise RejectedRecords (exit status 2) when any record was rejected: the run is done,
+        but not all of its input is in the index."""
+        if self.rejected:
+            raise RejectedRecords(
+                f"{self.rejected} of {self.read} records were rejected; "
+                f"reasons in {self.rejects_path}."
+            )
 
 
 def default_rejects_path(index: str, shard_index: int = 0, shard_count: int = 1) -> Path:

@@ -22,7 +22,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bridge.cli import model_options
+from bridge.cli.options import model_options
 from bridge.encoder import Encoder, ModelLoadError, OnnxUnavailable
 from bridge.encoder import onnx_runtime as ort_path
 from bridge.errors import IndexMismatch

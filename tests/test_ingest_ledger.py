@@ -9,7 +9,7 @@ import threading
 import pytest
 from tqdm import tqdm
 
-from bridge.errors import BadInput
+from bridge.errors import BadInput, RejectedRecords
 from bridge.indexes import faiss_unavailable_on
 from ingest.ledger import IngestStats, Ledger, RejectsFile, default_rejects_path
 
@@ -56,6 +56,16 @@ def test_one_rejects_file_per_worker(tmp_path):
     assert str(default_rejects_path("idx")) == "idx.rejects.jsonl"
     names = {str(default_rejects_path("idx", i, 3)) for i in range(3)}
     assert len(names) == 3 and "idx.shard-1-of-3.rejects.jsonl" in names
+
+
+def test_rejected_records_fail_the_run_with_exit_status_2(tmp_path):
+    clean = IngestStats(read=3, indexed=2, already_present=1)
+    clean.raise_for_rejects()  # nothing rejected: the run succeeded
+    stats = IngestStats(read=5, indexed=3, rejected=2, rejects_path=tmp_path / "r.jsonl")
+    with pytest.raises(RejectedRecords) as info:
+        stats.raise_for_rejects()
+    assert info.value.exit_code == 2
+    assert str(info.value) == f"2 of 5 records were rejected; reasons in {tmp_path / 'r.jsonl'}."
 
 
 def test_a_rejects_file_in_use_is_refused_and_never_wiped(tmp_path):

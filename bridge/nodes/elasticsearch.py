@@ -90,6 +90,13 @@ class ElasticsearchNode(NodeProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def start_message(self, url: str) -> str:
+        """Where the started node is, and how to point dotbridge at it."""
+        return (
+            f"Elasticsearch {self.version} is up at {url} (home {self.home})\n"
+            f"Connect with: --url {url} (or OPENSEARCH_URL={url}); the engine is detected."
+        )
+
     def fetch(self, items: tuple[Artifact, ...] | None = None) -> list[Path]:
         """Download what is not cached yet; each file is checked before it is kept."""
         return maven.fetch(items or artifacts(self.version), self.downloads, self.maven_url)

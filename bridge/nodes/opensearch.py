@@ -159,6 +159,25 @@ class LocalNode(NodeProcess):
         """The plain (False) or secured (True) node on the same port and base."""
         return dataclasses.replace(self, secure=secure)
 
+    def stop_any(self) -> bool:
+        """Stop the node on this port, plain or secured; whether one was running."""
+        return any([node.stop() for node in (self, self.with_security(True))])
+
+    def start_message(self, url: str) -> str:
+        """Where the started node is, and (secured) where its CA and passwords are."""
+        lines = [f"OpenSearch {self.version} is up at {url} (home {self.home})"]
+        if self.secure:
+            creds = self.credentials
+            admin = creds.password_file(security.ADMIN_USER)
+            lines += [
+                f"CA certificate:  {creds.ca}",
+                f"admin password:  {admin} (user admin)",
+                f"reader password: {creds.password_file('reader')} (user reader, read-only)",
+                f"Connect with: OPENSEARCH_URL={url} OPENSEARCH_CA_CERTS={creds.ca} "
+                f'OPENSEARCH_USER=admin OPENSEARCH_PASSWORD="$(cat {admin})"',
+            ]
+        return "\n".join(lines)
+
     def reset(self) -> None:
         """Forget this node's data and (secured) its certificates and users; it must be stopped."""
         if pid := self.running_pid():

@@ -2,8 +2,8 @@
 
 One concern per module: `scores` (the engine's k-NN scores <-> the model's similarity),
 `fusion` (RRF and linear, plain functions), `bodies` (request bodies, pure functions),
-`transport` (`_msearch`, long-query analysis, search errors) and `searchers` (the Searcher
-protocol and the four modes).
+`transport` (`_msearch`, long-query analysis, search errors), `searchers` (the Searcher
+protocol and the four modes) and `query` (a searcher opened on an index with its model).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bridge.search.bodies import (
     source_filter,
 )
 from bridge.search.fusion import linear, rrf
+from bridge.search.query import open_searcher, search_index
 from bridge.search.scores import from_similarity, similarities, to_similarity
 from bridge.search.searchers import (
     BatchSearcher,
@@ -58,7 +59,9 @@ __all__ = [
     "knn_query",
     "linear",
     "make_searcher",
+    "open_searcher",
     "rrf",
+    "search_index",
     "similarities",
     "source_filter",
     "to_similarity",

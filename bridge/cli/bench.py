@@ -1,0 +1,58 @@
+"""`dotbridge bench`: ingest throughput and query latency with MiniLM, through bridge.bench."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bridge.cli.options import DEVICE, connection_options
+from bridge.config import DEFAULT_DATASETS, ConnectionSettings
+
+
+@click.command()
+@click.option(
+    "--out",
+    default="bench-results",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for bench.json, bench.md and bench.png.",
+)
+@click.option("--queries", "n_queries", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--limit", type=click.IntRange(1), help="Ingest only the first N documents.")
+@click.option(
+    "--dataset",
+    default=str(DEFAULT_DATASETS / "scifact"),
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--keep", is_flag=True, help="Keep the benchmark's index afterwards.")
+@connection_options
+def bench(
+    out: Path,
+    n_queries: int,
+    limit: int | None,
+    dataset: Path,
+    device: str,
+    batch_size: int,
+    keep: bool,
+    settings: ConnectionSettings,
+) -> None:
+    """Ingest throughput (pipeline vs one-by-one baseline) and query latency per mode."""
+    from bridge.bench import bench_minilm
+    from bridge.client import connect
+
+    markdown, paths = bench_minilm(
+        connect(settings),
+        dataset=dataset,
+        n_queries=n_queries,
+        limit=limit,
+        device=device,
+        batch_size=batch_size,
+        keep=keep,
+        out=out,
+    )
+    click.echo(markdown)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,109 @@
+"""`dotbridge ingest`: a corpus file (or stdin) into an index, through ingest.pipeline."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from bridge.cli.options import connection_options, model_options
+from bridge.config import ConnectionSettings, ModelSettings
+from ingest.readers import FORMATS
+from mappings import ANALYZERS, ENGINES
+
+
+@click.command()
+@click.argument("corpus")
+@click.option("--index", required=True, help="Index to fill (created when missing).")
+@model_options
+@connection_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--id-field", default="_id", show_default=True, help="JSONL key of the id.")
+@click.option("--text-field", default="text", show_default=True, help="JSONL key of the text.")
+@click.option("--title-field", default="title", show_default=True, help="JSONL key of the title.")
+@click.option(
+    "--shard", "shard_spec", default="0/1", show_default=True, help="Take every N-th line: I/N."
+)
+@click.option("--limit", type=click.IntRange(1), help="Read only the first N lines.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Rejects JSONL.")
+@click.option("--engine", type=click.Choice(ENGINES), default="lucene", show_default=True)
+@click.option("--analyzer", type=click.Choice(ANALYZERS), default="english", show_default=True)
+@click.option("--m", default=16, show_default=True, type=click.IntRange(2), help="HNSW m.")
+@click.option("--ef-construction", default=128, show_default=True, type=click.IntRange(2))
+@click.option("--shards", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--replicas", default=0, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--sort-window",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Batches sorted by length together before encoding (less padding).",
+)
+@click.option(
+    "--max-wait",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(1.0),
+    help="Seconds the cluster may fail on end (down, overloaded) before the run gives up.",
+)
+@click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
+def ingest(
+    corpus: str,
+    index: str,
+    model_settings: ModelSettings,
+    settings: ConnectionSettings,
+    fmt: str,
+    id_field: str,
+    text_field: str,
+    title_field: str,
+    shard_spec: str,
+    limit: int | None,
+    rejects: Path | None,
+    engine: str,
+    analyzer: str,
+    m: int,
+    ef_construction: int,
+    shards: int,
+    replicas: int,
+    sort_window: int,
+    max_wait: float,
+    progress: bool | None,
+) -> None:
+    """Encode a collection and index text plus vectors (CORPUS: .jsonl/.tsv[.gz] or - for stdin).
+
+    Records that cannot be indexed go to the rejects file with their reason; the exit status is
+    non-zero when any were rejected. Running the same command again resumes an interrupted run.
+    With --shard I/N, N workers fill one index together (each its own rejects file).
+    """
+    from bridge.client import connect_for_writing
+    from bridge.indexes import IndexOptions
+    from ingest.pipeline import ingest_corpus
+    from ingest.readers import Fields, Shard
+
+    shard = Shard.parse(shard_spec)
+    stats = ingest_corpus(
+        corpus,
+        # Connected once the input is known to hold records, checked before a model is loaded.
+        client=functools.partial(connect_for_writing, settings, index),
+        index=index,
+        encoder=model_settings.load,  # and this after the client may write
+        fmt=fmt,
+        fields=Fields(id=id_field, text=text_field, title=title_field or None),
+        shard=shard,
+        limit=limit,
+        rejects=rejects,
+        options=IndexOptions(
+            engine=engine,
+            analyzer=analyzer,
+            m=m,
+            ef_construction=ef_construction,
+            shards=shards,
+            replicas=replicas,
+        ),
+        progress=progress,
+        sort_window=sort_window,
+        max_wait=max_wait,
+    )
+    click.echo(f"{index}: {stats.summary()}")
+    stats.raise_for_rejects()

@@ -1,0 +1,118 @@
+"""`dotbridge opensearch` and `dotbridge elasticsearch`: start, stop and status of local nodes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+from bridge import nodes
+from bridge.cli.options import connection_options
+from bridge.config import ConnectionSettings
+from bridge.nodes import elasticsearch as elasticsearch_node
+from bridge.nodes import opensearch as opensearch_node
+from bridge.nodes.process import NodeProcess
+from bridge.render import fields
+
+
+def node_options(engine: ModuleType, node_class: type[NodeProcess]) -> Callable[..., Any]:
+    """--version, --port, --heap and --home for a local node of one engine, given as `node`."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option(
+            "--version",
+            "node_version",
+            default=engine.DEFAULT_VERSION,
+            show_default=True,
+            type=click.Choice(list(engine.RELEASES)),
+            help=f"{node_class.product} version.",
+        )
+        @click.option("--port", default=engine.DEFAULT_PORT, show_default=True, type=int)
+        @click.option("--heap", default=engine.DEFAULT_HEAP, show_default=True, help="JVM heap.")
+        @click.option(
+            "--home",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="DOTBRIDGE_HOME",
+            help="Cache and node directory [env DOTBRIDGE_HOME].",
+        )
+        @functools.wraps(func)
+        def wrapper(*args: Any, node_version, port, heap, home, **kwargs: Any) -> Any:
+            node = node_class(version=node_version, port=port, heap=heap, root=home)
+            return func(*args, node=node, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@click.group()
+def opensearch() -> None:
+    """Run the embedded local OpenSearch node (with the k-NN plugin)."""
+
+
+@opensearch.command()
+@node_options(opensearch_node, nodes.LocalNode)
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS, users and roles (security plugin); prints where the CA and passwords are.",
+)
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+def start(node: nodes.LocalNode, secure: bool, timeout: float) -> None:
+    """Download (once), assemble and start a local node; wait until it is healthy."""
+    node = node.with_security(secure)
+    url = node.start(timeout=timeout)
+    click.echo(node.start_message(url))
+
+
+@opensearch.command()
+@node_options(opensearch_node, nodes.LocalNode)
+def stop(node: nodes.LocalNode) -> None:
+    """Stop the local node on the port, plain or secured."""
+    if node.stop_any():
+        click.echo("OpenSearch stopped.")
+    else:
+        click.echo("No local node was running.")
+
+
+@opensearch.command()
+@connection_options
+def status(settings: ConnectionSettings) -> None:
+    """Print version, plugins and health of the cluster."""
+    from bridge.client import cluster_status
+
+    click.echo(fields(cluster_status(settings)))
+
+
+@click.group()
+def elasticsearch() -> None:
+    """Run a local Elasticsearch node (single node, loopback, security off)."""
+
+
+@elasticsearch.command("start")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
+    """Download (once), assemble and start a local Elasticsearch node; wait until it is healthy."""
+    click.echo(node.start_message(node.start(timeout=timeout)))
+
+
+@elasticsearch.command("stop")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+def es_stop(node: nodes.ElasticsearchNode) -> None:
+    """Stop the local Elasticsearch node."""
+    if node.stop():
+        click.echo("Elasticsearch stopped.")
+    else:
+        click.echo("No local Elasticsearch node was running.")
+
+
+@elasticsearch.command("status")
+@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+def es_status(node: nodes.ElasticsearchNode) -> None:
+    """Print pid, version and health of the local Elasticsearch node."""
+    click.echo(fields(node.status()))

@@ -1,0 +1,263 @@
+"""The option decorators commands share: connection, model and searcher flags, the device type.
+
+Choices come from bridge.config, so a new mode, fusion or pooling reaches every command.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from bridge.config import (
+    BACKENDS,
+    DEVICES,
+    DTYPES,
+    FUSIONS,
+    MAX_RESULTS,
+    POOLINGS,
+    QUANTIZATIONS,
+    RERANK_SIDES,
+    RUNTIMES,
+    SEED_MODEL,
+    ConnectionSettings,
+    ModelSettings,
+)
+from bridge.errors import BadInput
+from mappings import Similarity
+
+
+class DeviceType(click.ParamType):
+    """A torch device name: auto, cpu, cuda, cuda:N or mps (availability is checked on load)."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", str(value)):
+            return str(value)
+        self.fail(f"{value!r} is not a device; choose one of: {', '.join(DEVICES)}.", param, ctx)
+
+
+DEVICE = DeviceType()
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The same connection settings on every command; the password only from env or a prompt.
+
+    Also the boundary for client failures: whatever the command's requests raise (TLS, 401,
+    403, timeouts, HTTP errors) reaches the user as one sentence (client.describe_failure).
+    """
+
+    @click.option(
+        "--url",
+        envvar="OPENSEARCH_URL",
+        help="Cluster URL, OpenSearch or Elasticsearch [env OPENSEARCH_URL].",
+    )
+    @click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        envvar="DOTBRIDGE_BACKEND",
+        help="The engine at the URL [env DOTBRIDGE_BACKEND; default auto: ask the cluster].",
+    )
+    @click.option(
+        "--user",
+        envvar="OPENSEARCH_USER",
+        help="User [env OPENSEARCH_USER]; the password comes from OPENSEARCH_PASSWORD, else a "
+        "prompt on a terminal (there is no password flag).",
+    )
+    @click.option(
+        "--ca-certs",
+        envvar="OPENSEARCH_CA_CERTS",
+        type=click.Path(exists=True, dir_okay=False),
+        help="CA bundle to verify the cluster's certificate [env OPENSEARCH_CA_CERTS].",
+    )
+    @click.option(
+        "--insecure",
+        is_flag=True,
+        help="Do not verify TLS certificates (not recommended).",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="OPENSEARCH_TIMEOUT",
+        help="Seconds to wait for an answer [env OPENSEARCH_TIMEOUT; default 60].",
+    )
+    @click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        envvar="OPENSEARCH_CONNECT_TIMEOUT",
+        help="Seconds to wait for a connection [env OPENSEARCH_CONNECT_TIMEOUT; default 10].",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, url, backend, user, ca_certs, insecure, timeout, connect_timeout, **kwargs: Any
+    ) -> Any:
+        import sys
+        from urllib.parse import urlsplit
+
+        from bridge.backends import client_errors
+        from bridge.client import describe_failure
+
+        source = click.get_current_context().get_parameter_source("url")
+        if url and source == click.core.ParameterSource.COMMANDLINE and urlsplit(url).password:
+            raise BadInput(
+                "--url carries a password, which any user can read in the process list: give "
+                "the URL without it and the password in OPENSEARCH_PASSWORD."
+            )
+        settings = ConnectionSettings.from_env(
+            url=url,
+            backend=backend,
+            user=user,
+            ca_certs=ca_certs,
+            verify_certs=False if insecure else None,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        # A hidden prompt on a terminal only; a password flag would show in the process list.
+        prompt = _password_prompt if sys.stdin.isatty() else None
+        settings = settings.with_password(prompt)
+        try:
+            return func(*args, settings=settings, **kwargs)
+        except client_errors() as exc:
+            raise describe_failure(exc, settings) from exc
+
+    return wrapper
+
+
+def _password_prompt(text: str) -> str:
+    """Ask for a password on the terminal without echoing it (connection_options)."""
+    return click.prompt(text, hide_input=True, err=True)
+
+
+def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Which encoder to use; the same flags on every command that encodes (`model_settings`)."""
+
+    @click.option(
+        "--model",
+        help="Hugging Face model id or local directory. Default: the model the index was built "
+        f"with (search, eval); {SEED_MODEL} (ingest).",
+    )
+    @click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
+    @click.option(
+        "--normalize/--no-normalize",
+        default=None,
+        help="L2-normalize vectors. Default: from the model (sentence-transformers' Normalize).",
+    )
+    @click.option(
+        "--similarity",
+        type=click.Choice([s.value for s in Similarity]),
+        help="Default: cosine for normalised models, else dot.",
+    )
+    @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
+    @click.option(
+        "--dtype",
+        type=click.Choice(DTYPES),
+        default="auto",
+        show_default=True,
+        help="auto: float16 on CUDA, else float32.",
+    )
+    @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+    @click.option(
+        "--runtime",
+        type=click.Choice(RUNTIMES),
+        help="onnx: ONNX Runtime on the CPU, same vectors, faster (pip install 'dotbridge[onnx]'). "
+        "Default: torch, or onnx for int8.",
+    )
+    @click.option(
+        "--quantize",
+        type=click.Choice(QUANTIZATIONS),
+        help="int8 (ONNX Runtime): faster, slightly different vectors, so another model for an "
+        "index. Default: what the index records (search, eval), else none.",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        model,
+        pooling,
+        normalize,
+        similarity,
+        device,
+        dtype,
+        batch_size,
+        runtime,
+        quantize,
+        **kwargs: Any,
+    ) -> Any:
+        settings = ModelSettings(
+            model=model,
+            pooling=pooling,
+            normalize=normalize,
+            similarity=similarity,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            runtime=runtime,
+            quantize=quantize,
+        )
+        return func(*args, model_settings=settings, **kwargs)
+
+    return wrapper
+
+
+def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How each mode searches; the same flags for `search` and `eval`, given as `search_options`."""
+
+    @click.option(
+        "--candidates",
+        default=100,
+        show_default=True,
+        type=click.IntRange(1, MAX_RESULTS),
+        help="rerank: how many BM25 hits to re-score.",
+    )
+    @click.option(
+        "--rerank-on",
+        type=click.Choice(RERANK_SIDES),
+        default="server",
+        show_default=True,
+        help="rerank: score in OpenSearch (knn_score script) or here (vectors fetched).",
+    )
+    @click.option("--ef-search", type=click.IntRange(1, MAX_RESULTS), help="k-NN HNSW ef_search.")
+    @click.option(
+        "--fusion",
+        type=click.Choice(FUSIONS),
+        default="rrf",
+        show_default=True,
+        help="hybrid: reciprocal rank fusion, or min-max normalised scores mixed by --weight.",
+    )
+    @click.option(
+        "--weight",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(0.0, 1.0),
+        help="hybrid linear: the dense side's share.",
+    )
+    @click.option(
+        "--depth",
+        default=100,
+        show_default=True,
+        type=click.IntRange(1, MAX_RESULTS),
+        help="hybrid: hits taken from each side before fusing.",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, candidates, rerank_on, ef_search, fusion, weight, depth, **kwargs: Any
+    ) -> Any:
+        options = {
+            "candidates": candidates,
+            "rerank_on": rerank_on,
+            "ef_search": ef_search,
+            "fusion": fusion,
+            "weight": weight,
+            "depth": depth,
+        }
+        return func(*args, search_options=options, **kwargs)
+
+    return wrapper
+
+
+def names(value: str) -> list[str]:
+    """A comma-separated flag value (--modes, --collections) as its non-empty names."""
+    return [part.strip() for part in value.split(",") if part.strip()]

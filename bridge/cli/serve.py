@@ -1,0 +1,145 @@
+"""`dotbridge serve` (the search gateway) and `dotbridge aliases` (its per-mode aliases), through
+bridge.gateway."""
+
+from __future__ import annotations
+
+import click
+
+from bridge.cli.options import connection_options, names
+from bridge.config import (
+    DEFAULT_GATEWAY_PORT,
+    DTYPES,
+    MODES,
+    POOLINGS,
+    SEED_MODEL,
+    ConnectionSettings,
+)
+from mappings import Similarity
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=DEFAULT_GATEWAY_PORT, show_default=True, type=click.IntRange(1, 65535)
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=(SEED_MODEL,),
+    show_default=True,
+    help="A model to serve (Hugging Face id or local directory); repeat for several.",
+)
+@click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
+@click.option(
+    "--normalize/--no-normalize", default=None, help="L2-normalize vectors. Default: the model's."
+)
+@click.option(
+    "--similarity",
+    type=click.Choice([s.value for s in Similarity]),
+    help="Default: cosine for normalised models, else dot.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--max-batch",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most texts that concurrent requests share in one forward pass.",
+)
+@click.option(
+    "--batch-wait-ms",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1000.0),
+    help="How long a batch waits for more requests (0: takes what queued meanwhile).",
+)
+@click.option(
+    "--meta-ttl",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds an index's _meta is cached per caller (0: read it for every search).",
+)
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option(
+    "--print-connectors",
+    is_flag=True,
+    help="Print the ml-commons connector, model and pipeline requests for the models, and exit.",
+)
+@click.option(
+    "--public-url",
+    help="With --print-connectors: the gateway's URL as the cluster reaches it "
+    "[default: http://HOST:PORT].",
+)
+@click.option("--index", default="INDEX", help="With --print-connectors: the index to re-rank.")
+@connection_options
+def serve(
+    host: str,
+    port: int,
+    models: tuple[str, ...],
+    pooling: str | None,
+    normalize: bool | None,
+    similarity: str | None,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    max_batch: int,
+    batch_wait_ms: float,
+    meta_ttl: float,
+    access_log: bool,
+    print_connectors: bool,
+    public_url: str | None,
+    index: str,
+    settings: ConnectionSettings,
+) -> None:
+    """Run a search gateway that speaks the OpenSearch REST API, in front of the cluster.
+
+    Searches with neural-search's syntax (neural, ext.rerank, hybrid) or on a per-mode alias
+    (INDEX.knn, see `dotbridge aliases`) run with the model; everything else passes through.
+    """
+    from bridge.gateway import GatewayOptions, ModelOptions
+    from bridge.gateway import print_connectors as connectors
+    from bridge.gateway import serve as run_gateway
+
+    if print_connectors:
+        click.echo(connectors(public_url or f"http://{host}:{port}", models, index), nl=False)
+        return
+    run_gateway(
+        settings,
+        GatewayOptions(
+            host=host,
+            port=port,
+            meta_ttl=meta_ttl,
+            max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms,
+            access_log=access_log,
+        ),
+        ModelOptions(
+            models=models,
+            pooling=pooling,
+            normalize=normalize,
+            similarity=similarity,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+        ),
+        say=click.echo,
+    )
+
+
+@click.command()
+@click.argument("index")
+@click.option("--modes", default=",".join(MODES), show_default=True, help="Which per-mode aliases.")
+@click.option("--remove", is_flag=True, help="Remove the aliases instead.")
+@connection_options
+def aliases(index: str, modes: str, remove: bool, settings: ConnectionSettings) -> None:
+    """Add INDEX.bm25, INDEX.rerank, INDEX.knn and INDEX.hybrid: aliases whose searches the
+    gateway runs in that mode (for Discover index patterns)."""
+    from bridge.client import connect
+    from bridge.gateway.aliases import mode_aliases
+
+    changed = mode_aliases(connect(settings), index, names(modes), remove=remove)
+    click.echo(("removed: " if remove else "added: ") + ", ".join(changed))
