@@ -13,7 +13,7 @@ local node started on --port (and stopped afterwards), on SciFact:
 3. search p50 of bm25, knn, hybrid (RRF) and rerank (on the server) over the judged test queries,
    with the query runtime `dotbridge search` uses by default (torch) and with ONNX float32
    (interleaved per query), against the bounds knn p50 + 3 ms and bm25 p50 + encode p50 + 5 ms;
-4. int8 quality from --int8-quality (JSON, measured apart: see INT8_QUALITY_FORMAT);
+4. int8 quality from --int8-quality, the JSON of benchmarks/int8_quality.py (measured apart);
 5. GPU encode from --gpu-json (benchmarks/gpu.sh's gpu.json) where one was measured on a GPU.
 
 Prints the targets table (what, first release, target, runtime, measured, met?), writes the
@@ -57,9 +57,6 @@ RESULTS = REPO / "benchmarks" / "results"
 README_BLOCK = "targets"
 NO_GPU = "not measured here: no GPU machine lent; run benchmarks/gpu.sh on one"
 NO_INT8_QUALITY = "not measured in this run: see README evaluation"
-INT8_QUALITY_FORMAT = """{"source": "how and when it was measured",
- "rows": [{"collection": "scifact", "mode": "knn", "float32": 0.6451, "int8": 0.6440}, ...]}
-one row per collection and dense mode, nDCG@10 of each"""
 
 # The encoders compared: (label, runtime, quantize). The first is what `dotbridge search` and
 # `dotbridge ingest` use by default on a float32 index, and the seed loop's runtime.
@@ -390,24 +387,31 @@ def _query_runtime(runtime: str) -> str:
     return f"queries by {runtime}{suffix}"
 
 
-def int8_quality_row(quality: dict[str, Any] | None, source: str) -> Row:
-    """From the separately measured nDCG@10 of int8 and float32 (INT8_QUALITY_FORMAT)."""
+def int8_quality_row(quality: list[dict[str, Any]] | None, source: str) -> Row:
+    """From benchmarks/int8_quality.py's JSON: per collection, `{"collection": name,
+    "ndcg@10": {mode: {"float32": x, "int8": y}}, ...}`, measured apart (hours on this CPU)."""
     what = "int8 quality cost"
     target = f"nDCG@10 within {INT8_MAX_NDCG_DROP:g} of float32"
     target += " on SciFact and NFCorpus, every dense mode"
     if quality is None:
         return Row(what, FIRST_RELEASE["int8"], target, "onnx int8", NO_INT8_QUALITY, None)
-    rows = quality["rows"]
-    drops = {(r["collection"].lower(), r["mode"]): r["float32"] - r["int8"] for r in rows}
-    worst_key = max(drops, key=lambda k: abs(drops[k]))
-    missing = [f"{c} {m}" for c in QUALITY_COLLECTIONS for m in DENSE_MODES if (c, m) not in drops]
-    within = all(abs(d) <= INT8_MAX_NDCG_DROP for d in drops.values())
+    diffs = {
+        (res["collection"].lower(), mode): pair["int8"] - pair["float32"]
+        for res in quality
+        for mode, pair in res["ndcg@10"].items()
+        if mode in DENSE_MODES
+    }
+    missing = [f"{c} {m}" for c in QUALITY_COLLECTIONS for m in DENSE_MODES if (c, m) not in diffs]
+    if not diffs:
+        return Row(what, FIRST_RELEASE["int8"], target, "onnx int8", f"nothing in {source}", None)
+    worst = max(diffs, key=lambda k: abs(diffs[k]))
+    within = all(abs(d) <= INT8_MAX_NDCG_DROP for d in diffs.values())
     measured = (
-        f"largest |float32 - int8| {abs(drops[worst_key]):.4f} ({' '.join(worst_key)}), "
-        f"{len(drops)} collection x mode pairs, from {source}"
+        f"largest int8 - float32 {diffs[worst]:+.4f} ({' '.join(worst)}), over "
+        f"{len(diffs)} collection x mode pairs, from {source}"
     )
     note = f"missing: {', '.join(missing)}" if missing else ""
-    met = within if not missing or not within else None
+    met = within if not missing or not within else None  # incomplete and within decides nothing
     return Row(what, FIRST_RELEASE["int8"], target, "onnx int8", measured, met, note)
 
 
@@ -433,7 +437,7 @@ def gpu_row(gpu: dict[str, Any] | None, source: str) -> Row:
 
 def target_rows(
     result: dict[str, Any],
-    int8_quality: tuple[dict[str, Any], str] | None = None,
+    int8_quality: tuple[list[dict[str, Any]], str] | None = None,
     gpu: tuple[dict[str, Any], str] | None = None,
 ) -> list[Row]:
     """Issue 13's table, in its order, from one run's measurements and the files measured apart."""
@@ -522,7 +526,7 @@ def details(result: dict[str, Any]) -> str:
     )
 
 
-def read_json(path: Path | None) -> tuple[dict[str, Any], str] | None:
+def read_json(path: Path | None) -> tuple[Any, str] | None:
     if path is None or not path.is_file():
         return None
     try:
