@@ -55,6 +55,8 @@ if not DEFAULT_DATASET.is_dir():  # run from /work/main rather than a worktree
     DEFAULT_DATASET = REPO.parent / "shared/datasets/scifact"
 RESULTS = REPO / "benchmarks" / "results"
 README_BLOCK = "targets"
+DEFAULT_DOCS = 2000
+DEFAULT_QUERIES = 300  # SciFact's judged test queries: all of them
 NO_GPU = "not measured here: no GPU machine lent; run benchmarks/gpu.sh on one"
 NO_INT8_QUALITY = "not measured in this run: see README evaluation"
 
@@ -456,8 +458,23 @@ def caption(result: dict[str, Any], loaded: float = 0.5) -> str:
     loads = m["load_avg_1m"]
     busy = max(loads) / (m["cpus"] or 1)
     ing = result["ingest"]
+    options = [
+        f"--{name} {value}"
+        for name, value, default in (
+            ("docs", ing["docs"], DEFAULT_DOCS),
+            ("queries", result["queries"], DEFAULT_QUERIES),
+        )
+        if value != default
+    ]
+    command = " ".join(["python benchmarks/targets.py", *options])
+    how = f"`make bench` (`{command}`)"
+    if options:
+        how = (
+            f"`{command}` (what `make bench` runs, with fewer passages and queries than its "
+            f"defaults of {DEFAULT_DOCS:,} and {DEFAULT_QUERIES})"
+        )
     lines = [
-        f"Measured by `make bench` (`python benchmarks/targets.py`) on {result['date']}: "
+        f"Measured by {how} on {result['date']}: "
         f"`{result['model']}` on the CPU ({m['cpus']} cores, torch {m['torch']} with "
         f"{m['torch_threads']} threads, ONNX Runtime {m['onnxruntime']}), {m['engine']} on the "
         f"same machine; {ing['docs']} SciFact passages ingested (batch size "
@@ -566,8 +583,8 @@ def cluster_client(port: int) -> Iterator[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=2000, help="SciFact passages ingested")
-    parser.add_argument("--queries", type=int, default=300, help="judged test queries timed")
+    parser.add_argument("--docs", type=int, default=DEFAULT_DOCS, help="SciFact passages")
+    parser.add_argument("--queries", type=int, default=DEFAULT_QUERIES, help="test queries timed")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--model", type=Path, help="default: the packaged all-MiniLM-L6-v2")
     parser.add_argument("--batch-size", type=int, default=64, help="the pipeline's (CLI default)")
