@@ -481,12 +481,19 @@ def caption(result: dict[str, Any], loaded: float = 0.5) -> str:
         f"{result['batch_size']}), {result['queries']} SciFact test queries one at a time "
         "(k=10, interleaved across runtimes), medians.",
     ]
-    load_text = ", ".join(f"{x:.1f}" for x in loads)
+    moments = (
+        "before the encode timing",
+        "before the ingests",
+        "before the searches",
+        "at the end",
+    )
+    load_text = ", ".join(f"{x:.1f} {when}" for x, when in zip(loads, moments, strict=False))
     if busy >= loaded:
         lines.append(
             f"The machine was under load from other work during the run (1-minute load average "
-            f"{load_text} on {m['cpus']} cores), so absolute times are inflated; the ratios come "
-            "from this one run."
+            f"{load_text} on {m['cpus']} cores), so absolute times are inflated. Queries are "
+            "interleaved, so their comparisons share the load; the seed loop and the pipelines "
+            "run one after the other, so a change of load between them skews the ingest ratios."
         )
     else:
         lines.append(f"1-minute load average during the run: {load_text}.")
