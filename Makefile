@@ -28,9 +28,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Issue 13's speed targets in one run (all-MiniLM-L6-v2 on the CPU, SciFact, OpenSearch at
+# OPENSEARCH_URL or a local node on BENCH_PORT): prints the table and writes it into README.md.
+BENCH_PORT ?= 9282
 bench: install
-	$(BIN)/python benchmarks/bench_encoder.py
-	$(BIN)/dotbridge bench
+	$(BIN)/python benchmarks/targets.py --port $(BENCH_PORT) --readme README.md
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme README.md
