@@ -37,7 +37,8 @@ bench: install
 eval: install
 	$(BIN)/dotbridge eval-all --readme README.md
 
-# Fault drills: kills, node crashes, a 429 storm, fuzzed queries (real nodes; ~20 min).
+# Fault drills: kills, node crashes, a 429 storm, fuzzed queries, gateway clients through a node
+# restart (real nodes; ~25 min).
 DRILL_PORTS ?= 9291,9292
 drills: install
 	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme README.md

@@ -1,6 +1,6 @@
 """Fault drills: real `dotbridge` processes against real nodes, faults injected, outcomes checked.
 
-    python benchmarks/drills.py [--readme README.md] [--ports 9291,9292] [--seed 7]
+    python benchmarks/drills.py [--readme README.md] [--ports 9291,9292[,GATEWAY]] [--seed 7]
         [--queries 10000] [--only NAME,NAME]
 
 Nodes are dotbridge's own local nodes (bridge.nodes, from Maven Central); the model is the
@@ -9,7 +9,7 @@ from a clean clone (`make drills`). Prints a table and, with --readme, writes it
 `<!-- drills:start -->` and `<!-- drills:end -->`. Exits non-zero when a drill fails.
 
 A new drill is a function taking the Context and returning Outcome rows, registered with
-`@drill(name)`; see `gateway_clients_during_node_restart` for the hook left for the gateway.
+`@drill(name)`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import argparse
 import random
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +43,7 @@ from harness import (  # noqa: E402
     write_block,
 )
 
+from bridge.config import ConnectionSettings  # noqa: E402
 from bridge.nodes import LocalNode  # noqa: E402
 
 
@@ -63,6 +66,7 @@ class Context:
     storm_port: int
     seed: int
     queries: int
+    gateway_port: int | None = None  # the gateway drill's `dotbridge serve` (None: a free one)
 
     def rng(self, salt: str) -> random.Random:
         return random.Random(f"{self.seed}-{salt}")
@@ -389,21 +393,209 @@ def fuzzed_queries(ctx: Context) -> list[Outcome]:
     return rows
 
 
+GATEWAY_CLIENTS = 50
+GATEWAY_CORPUS = 1000
+CLIENT_TIMEOUT = 30.0  # seconds a client waits for any answer: longer is a hang
+THINK_S = 0.1  # between one client's requests: continuous, without starving the node's restart
+BEFORE_S = 10.0
+DOWN_S = 10.0  # the node stays dead this long before it is started again
+RECOVERY_BOUND = 30.0  # after the node is healthy, every client has its 200s back within this
+AFTER_S = 10.0  # all clients keep searching this long after they recovered
+NEURAL_TEXTS = [
+    "vitamin dose in patients",
+    "gene expression in tumour tissue",
+    "immune response to virus infection",
+    "drug therapy for heart risk",
+    "brain signal pathway in mice",
+]
+
+
+@dataclass
+class Answer:
+    """One request of a gateway client: when it was sent and answered, and what came back."""
+
+    client: int
+    kind: str  # search, health, neural
+    sent: float
+    done: float
+    status: str  # the HTTP status, or timeout / refused / the exception's name
+    same_ids: bool | None = None  # neural 200s: the top 10 equal the reference
+
+
+def gateway_client(
+    number: int, base: str, index: str, reference: dict[str, list[str]], stop: threading.Event
+) -> list[Answer]:
+    """One client: a plain `match` search, `_cat/health` and a neural search in turn, on one
+    keep-alive session (no retries), until told to stop."""
+    import requests
+
+    kinds = ("search", "health", "neural")
+    answers: list[Answer] = []
+    with requests.Session() as session:
+        turn = number
+        while not stop.is_set():
+            kind = kinds[turn % 3]
+            text = NEURAL_TEXTS[turn % len(NEURAL_TEXTS)]
+            if kind == "search":
+                body = {"query": {"match": {"text": text.split()[0]}}, "size": 10}
+                call = partial(session.post, f"{base}/{index}/_search", json=body)
+            elif kind == "health":
+                call = partial(session.get, f"{base}/_cat/health?format=json")
+            else:
+                body = {"query": {"neural": {"vector": {"query_text": text, "k": 10}}}}
+                call = partial(session.post, f"{base}/{index}/_search", json=body)
+            sent = time.monotonic()
+            same = None
+            try:
+                resp = call(timeout=CLIENT_TIMEOUT)
+                status = str(resp.status_code)
+                if kind == "neural" and resp.status_code == 200:
+                    same = hit_ids(resp.json()) == reference[text]
+            except requests.Timeout:
+                status = "timeout"
+            except requests.ConnectionError:
+                status = "refused"  # the gateway itself did not take or finish the request
+            except Exception as exc:  # noqa: BLE001 - counted as what it is
+                status = type(exc).__name__
+            answers.append(Answer(number, kind, sent, time.monotonic(), status, same))
+            turn += 1
+            stop.wait(THINK_S)
+    return answers
+
+
+def hit_ids(answer: dict) -> list[str]:
+    return [hit["_id"] for hit in answer["hits"]["hits"]]
+
+
+def first_listening(port: int, stop: threading.Event) -> list[float]:
+    """Poll a port until it accepts a connection: [the moment], or [] if stopped."""
+    import socket
+
+    while not stop.is_set():
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return [time.monotonic()]
+        time.sleep(0.05)
+    return []
+
+
+def tally(answers: list[Answer]) -> str:
+    counts = Counter(a.status for a in answers)
+    return ", ".join(f"{status} x{n:,}" for status, n in sorted(counts.items())) or "none"
+
+
 @drill("gateway-restart")
 def gateway_clients_during_node_restart(ctx: Context) -> list[Outcome]:
-    """HOOK for the lead: 50 concurrent gateway clients while the node restarts.
+    """50 concurrent clients of `dotbridge serve` (pass-through searches, `_cat/health`, neural
+    searches) while the node behind it is killed with `kill -9` and started again: only 502 or
+    503 while it is down, every client back to 200 and the same neural hits after."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    Start the gateway (bridge/gateway) against `ctx.node`, run 50 client threads or processes
-    that search through it, `kill_node_hard(ctx.node)` and `ctx.node.start()` midway, then
-    return Outcome rows (every request answered or refused with the documented error, no hang).
-    Until then this row says that the drill is not written yet.
-    """
+    import pytest
+    import requests
+
+    from tests.gateway_fixtures import start_gateway, stop, wait_ready
+
+    index, client = "drill-gateway", ctx.client()
+    client.indices.delete(index=index, ignore_unavailable=True)
+    corpus = synthetic_corpus(ctx.work / "gateway.jsonl", GATEWAY_CORPUS, seed=ctx.seed + 5)
+    built = run_ingest(
+        ingest_command(corpus.path, index, ctx.model, "--pooling", "mean"), ctx.node.url
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"could not build the gateway index: {built.stderr}")
+    client.indices.flush(index=index)  # on disk: the restarted node serves the same segments
+    log = ctx.work / "serve.log"
+    settings = ConnectionSettings(url=ctx.node.url)
+    proc, base = start_gateway(settings, ctx.model, log, port=ctx.gateway_port)
+    checks = Checks()
+    try:
+        try:
+            wait_ready(proc, base, log)
+        except pytest.fail.Exception as exc:  # the fixture reports through pytest
+            raise RuntimeError(str(exc)) from None
+        reference = {}
+        for text in NEURAL_TEXTS:
+            body = {"query": {"neural": {"vector": {"query_text": text, "k": 10}}}}
+            resp = requests.post(f"{base}/{index}/_search", json=body, timeout=CLIENT_TIMEOUT)
+            resp.raise_for_status()
+            reference[text] = hit_ids(resp.json())
+        halt, listen_stop = threading.Event(), threading.Event()
+        with ThreadPoolExecutor(GATEWAY_CLIENTS + 1) as pool:
+            clients = [
+                pool.submit(gateway_client, n, base, index, reference, halt)
+                for n in range(GATEWAY_CLIENTS)
+            ]
+            try:
+                time.sleep(BEFORE_S)
+                killed = time.monotonic()
+                kill_node_hard(ctx.node)
+                dead = time.monotonic()
+                listener = pool.submit(first_listening, ctx.node.port, listen_stop)
+                time.sleep(DOWN_S)
+                restarted = time.monotonic()
+                try:
+                    ctx.node.start(timeout=300)
+                finally:
+                    listen_stop.set()
+                healthy = time.monotonic()
+                time.sleep(RECOVERY_BOUND + AFTER_S)
+            finally:
+                halt.set()  # the clients end whatever happened, or the pool never closes
+            answers = [a for c in clients for a in c.result()]
+            listening = (listener.result() or [healthy])[0]
+        gateway_alive = proc.poll() is None
+    finally:
+        stop(proc)
+    logged = log.read_text(encoding="utf-8", errors="replace")
+
+    before = [a for a in answers if a.sent < dead]
+    down = [a for a in answers if a.sent >= dead and a.done < listening]
+    after = [a for a in answers if a.sent >= dead and a.done >= listening]
+    refusals = {"502", "503"}
+    # Sent before the node died: answered by it (200) or refused once it was gone.
+    in_flight_ok = {"200"} | refusals
+    checks.expect(all(a.status == "200" for a in before if a.done < killed), "a failure before")
+    checks.expect(all(a.status in in_flight_ok for a in before), "an in-flight request failed")
+    checks.expect(all(a.status in refusals for a in down), "not 502/503 while down")
+    checks.expect(all(a.status in in_flight_ok for a in after), "not 200/502/503 after")
+    checks.expect(len(down) > 0, "no request while the node was down")
+    # Each client's last refusal: after it, nothing but 200s.
+    last_refusal = max([a.done for a in after if a.status != "200"], default=listening)
+    recovery = max(0.0, last_refusal - healthy)
+    checks.expect(recovery <= RECOVERY_BOUND, f"recovered {recovery:.1f}s after healthy")
+    recovered = [a for a in after if a.sent > last_refusal]
+    served = {a.client for a in recovered if a.status == "200"}
+    checks.expect(len(served) == GATEWAY_CLIENTS, f"{len(served)} clients got 200s again")
+    neural_before = [a for a in before if a.same_ids is not None]
+    neural_after = [a for a in recovered if a.same_ids is not None]
+    same_before = sum(bool(a.same_ids) for a in neural_before)
+    same_after = sum(bool(a.same_ids) for a in neural_after)
+    checks.expect(same_before == len(neural_before), "neural hits changed before the kill")
+    checks.expect(bool(neural_after) and same_after == len(neural_after), "neural hits changed")
+    checks.expect(all(a.same_ids is not False for a in answers), "a neural 200 with other hits")
+    checks.expect("Traceback" not in logged, "a traceback in the gateway's log")
+    checks.expect(gateway_alive, "the gateway exited")
+    slowest = max(a.done - a.sent for a in answers)
+    seen = (
+        f"before: {tally(before)}; down {listening - dead:.0f}s: {tally(down)}; after: "
+        f"{tally(after)}; every client on 200 {recovery:.1f}s after the node was healthy "
+        f"(its restart took {healthy - restarted:.0f}s); neural top 10 equal: "
+        f"{same_before}/{len(neural_before)} before, {same_after}/{len(neural_after)} after; "
+        f"slowest answer {slowest:.1f}s; "
+        + ("a TRACEBACK" if "Traceback" in logged else "no traceback")
+        + " in the gateway's log"
+    )
     return [
         Outcome(
-            "50 concurrent gateway clients while the node restarts",
-            None,
-            "(hook: `gateway_clients_during_node_restart` in benchmarks/drills.py)",
-            "not written yet: waits for the gateway",
+            f"{GATEWAY_CLIENTS} concurrent `dotbridge serve` clients (match search, "
+            "`_cat/health`, neural) while the node is killed (`kill -9`) and restarted",
+            not checks.failed,
+            "only 502/503 while the node is down (no 500, no hang past "
+            f"{CLIENT_TIMEOUT:.0f}s, no refused connection, no traceback); within "
+            f"{RECOVERY_BOUND:.0f}s of the node's health every client gets 200s again and the "
+            "neural top 10 equal those before",
+            seen + (f"; FAILED: {'; '.join(checks.failed)}" if checks.failed else ""),
         )
     ]
 
@@ -497,7 +689,10 @@ def run(args: argparse.Namespace) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory() as tmp, local_node(ports[0]) as node:
         work = Path(tmp)
-        ctx = Context(work, tiny_model(work / "tiny"), node, ports[1], args.seed, args.queries)
+        gateway_port = ports[2] if len(ports) > 2 else None
+        ctx = Context(
+            work, tiny_model(work / "tiny"), node, ports[1], args.seed, args.queries, gateway_port
+        )
         for name, fn in DRILLS:
             if wanted is not None and name not in wanted:
                 continue
@@ -534,7 +729,11 @@ def table(outcomes: list[Outcome], seed: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, help="Write the table into this README.")
-    parser.add_argument("--ports", default="9291,9292", help="The main node's, the storm node's.")
+    parser.add_argument(
+        "--ports",
+        default="9291,9292",
+        help="The main node's, the storm node's[, the gateway's (default: a free one)].",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--queries", type=int, default=10_000, help="Fuzzed queries per mode.")
     parser.add_argument(
