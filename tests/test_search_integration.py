@@ -627,9 +627,12 @@ def test_hybrid_sends_both_sides_in_one_msearch_after_one_encode(
     # Two clients: the two sides go separately, and fuse to the same list.
     other = connect(engine.settings)
     separate = Hybrid(Bm25(other, dot_index), Knn(client, dot_index, encoder), depth=50)
-    assert [(h.doc_id, h.score) for h in one] == [
-        (h.doc_id, h.score) for h in separate.search(queries[0], k=10)
-    ]
+    apart = separate.search(queries[0], k=10)
+    assert [(h.doc_id, h.score) for h in one] == [(h.doc_id, h.score) for h in apart]
+    # The one-request path fetches only the fused hits' documents, afterwards (a multi-get):
+    # the same documents each side's own search returned, without the vector.
+    assert [h.source for h in one] == [h.source for h in apart]
+    assert all(h.source["doc_id"] == h.doc_id and "vector" not in h.source for h in one)
 
 
 @pytest.mark.parametrize("query", ["cell \ud83d growth", "cell \ud83d\ude00 growth", "\udcff"])

@@ -158,13 +158,17 @@ def exact_score_body(
 
 
 def ids_body(
-    doc_ids: Sequence[str], *, source: bool = True, vector_field: str = VECTOR_FIELD
+    doc_ids: Sequence[str],
+    *,
+    source: bool = True,
+    with_vector: bool = True,
+    vector_field: str = VECTOR_FIELD,
 ) -> dict:
-    """The given docs with their vectors (and the rest of their source with `source`)."""
+    """The given docs: their vectors (`with_vector`) and/or the rest of their source."""
     return {
         "size": len(doc_ids),
         "query": {"ids": {"values": list(doc_ids)}},
-        "_source": source_filter(source, with_vector=True, vector_field=vector_field),
+        "_source": source_filter(source, with_vector=with_vector, vector_field=vector_field),
     }
 
 

@@ -8,7 +8,7 @@ from `scores`; the searchers only do the I/O, through `transport`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -86,10 +86,12 @@ class Bm25(BatchSearcher):
         types = [self.search_type] * len(bodies)
         return self.hits(msearch(self.client, self.index, bodies, search_types=types))
 
-    def bodies(self, queries: Sequence[str], k: int) -> list[dict]:
-        """One request body per query (long queries are analysed by the index first)."""
+    def bodies(self, queries: Sequence[str], k: int, *, source: bool | None = None) -> list[dict]:
+        """One request body per query (long queries are analysed by the index first);
+        `source` overrides the searcher's own choice."""
+        source = self.source if source is None else source
         return [
-            bm25_body(text, k, analyzer=analyzer, filter=self.filter, source=self.source)
+            bm25_body(text, k, analyzer=analyzer, filter=self.filter, source=source)
             for text, analyzer in bm25_texts(self.client, self.index, queries)
         ]
 
@@ -282,8 +284,8 @@ class Knn(BatchSearcher):
         bodies = self.bodies(self.encoder.encode_queries(list(queries)), k)
         return self.hits(msearch(self.client, self.index, bodies))
 
-    def bodies(self, vectors: np.ndarray, k: int) -> list[dict]:
-        """One request body per query vector."""
+    def bodies(self, vectors: np.ndarray, k: int, *, source: bool | None = None) -> list[dict]:
+        """One request body per query vector; `source` overrides the searcher's own choice."""
         return [
             knn_body(
                 vec,
@@ -291,7 +293,7 @@ class Knn(BatchSearcher):
                 vector_field=self.spec.vector_field,
                 ef_search=self.ef_search,
                 filter=self.filter,
-                source=self.source,
+                source=self.source if source is None else source,
                 backend=self.backend,
             )
             for vec in vectors
@@ -338,17 +340,23 @@ class Hybrid(BatchSearcher):
             and (sparse.client, sparse.index) == (dense.client, dense.index)
         ):
             # One encode, then both sides in one _msearch: the cluster runs them side by side.
-            bm25_bodies = sparse.bodies(queries, depth)
-            knn_bodies = dense.bodies(dense.encoder.encode_queries(list(queries)), depth)
+            # Ids and scores only: the documents of the k fused hits are fetched afterwards,
+            # rather than 2 x depth of them of which most are fused away.
+            bm25_bodies = sparse.bodies(queries, depth, source=False)
+            vectors = dense.encoder.encode_queries(list(queries))
+            knn_bodies = dense.bodies(vectors, depth, source=False)
             types = [sparse.search_type] * len(bm25_bodies) + [None] * len(knn_bodies)
             responses = msearch(
                 sparse.client, sparse.index, bm25_bodies + knn_bodies, search_types=types
             )
             sparse_runs = sparse.hits(responses[: len(bm25_bodies)])
             dense_runs = dense.hits(responses[len(bm25_bodies) :])
-        else:
-            sparse_runs = sparse.search_many(queries, depth)
-            dense_runs = dense.search_many(queries, depth)
+            fused = [self.fuse(s, d)[:k] for s, d in zip(sparse_runs, dense_runs, strict=True)]
+            if sparse.source or dense.source:
+                fused = with_sources(sparse.client, sparse.index, fused, dense.spec.vector_field)
+            return fused
+        sparse_runs = sparse.search_many(queries, depth)
+        dense_runs = dense.search_many(queries, depth)
         return [self.fuse(s, d)[:k] for s, d in zip(sparse_runs, dense_runs, strict=True)]
 
     def fuse(self, sparse: Sequence[Hit], dense: Sequence[Hit]) -> list[Hit]:
@@ -376,6 +384,19 @@ class Hybrid(BatchSearcher):
                 )
             )
         return out
+
+
+def with_sources(
+    client: Client, index: str, runs: list[list[Hit]], vector_field: str
+) -> list[list[Hit]]:
+    """The hits with their documents (without the vector), fetched in one request."""
+    ids = list(dict.fromkeys(h.doc_id for run in runs for h in run))
+    if not ids:
+        return runs
+    # A multi-get: documents by id from the shards' stores, no query or fetch phase.
+    found = client.mget(index=index, body={"ids": ids}, _source_excludes=vector_field)["docs"]
+    docs = {d["_id"]: d.get("_source", {}) for d in found if d.get("found")}
+    return [[replace(h, source=docs.get(h.doc_id, {})) for h in run] for run in runs]
 
 
 def make_searcher(
