@@ -452,8 +452,12 @@ def target_rows(
     ]
 
 
-def caption(result: dict[str, Any], loaded: float = 0.5) -> str:
-    """Where and how the table was measured, including how busy the machine was."""
+def caption(result: dict[str, Any], loaded: float = 1.5) -> str:
+    """Where and how the table was measured, including how busy the machine was.
+
+    The run itself keeps about one load unit per core busy (the encoder's threads, the node),
+    so only a load average above `loaded` per core means other work shared the machine.
+    """
     m = result["machine"]
     loads = m["load_avg_1m"]
     busy = max(loads) / (m["cpus"] or 1)
