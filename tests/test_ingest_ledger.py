@@ -10,7 +10,7 @@ import pytest
 from tqdm import tqdm
 
 from bridge.errors import BadInput, RejectedRecords
-from bridge.indexes import faiss_unavailable_on
+from bridge.knn_engines import faiss_unavailable_on
 from ingest.ledger import IngestStats, Ledger, RejectsFile, default_rejects_path
 
 THREADS = 8
