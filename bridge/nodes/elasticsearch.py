@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import bridge.nodes.maven as maven
 from bridge.errors import NodeError
-from bridge.nodes import maven
 from bridge.nodes.files import assemble_home, base_dir
 from bridge.nodes.instance import write_config
 from bridge.nodes.java import JavaRuntime, find_java

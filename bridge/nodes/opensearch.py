@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import bridge.nodes.maven as maven
+import bridge.nodes.security as security
 from bridge.config import ConnectionSettings
 from bridge.errors import NodeError
-from bridge.nodes import maven, security
 from bridge.nodes.files import assemble_home, base_dir
 from bridge.nodes.instance import write_config
 from bridge.nodes.java import ICU_ARTIFACTS, LOCALE_PROVIDER_OPTION, JavaRuntime, find_java
