@@ -22,7 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
+
 from bridge.nodes import LocalNode  # noqa: E402
+
+# The ingest tests' command line and indexing counter, shared with the drills and benchmarks.
+from tests.ingest_helpers import indexed_ops, ingest_command  # noqa: E402, F401
 
 WORDS = (
     "protein",
@@ -181,24 +186,6 @@ class Run:
         return [line for line in self.stderr.splitlines() if line.startswith("Error:")]
 
 
-def ingest_command(corpus: Path | str, index: str, model: Path, *extra: object) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bridge",
-        "ingest",
-        str(corpus),
-        "--index",
-        index,
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--no-progress",
-        *map(str, extra),
-    ]
-
-
 class Process:
     """A started ingest process whose peak RSS is followed (VmHWM) until it ends."""
 
@@ -245,23 +232,23 @@ def run_ingest(cmd: Sequence[str], url: str, **kwargs: object) -> Run:
     return Process(cmd, url, **kwargs).wait()  # type: ignore[arg-type]
 
 
-def indexed_ops(client, index: str) -> int:
-    """Documents indexed so far, visible without a refresh."""
-    if not client.indices.exists(index=index):
-        return 0
-    stats = client.indices.stats(index=index, metric="indexing")
-    return stats["_all"]["primaries"]["indexing"]["index_total"]
-
-
 def write_block(readme: Path, name: str, block: str) -> None:
-    """Put `block` between `<!-- name:start -->` and `<!-- name:end -->` in the README."""
+    """Put `block` between `<!-- name:start -->` and `<!-- name:end -->` in the README, which
+    must have both (a benchmark never appends a section of its own)."""
+    from bridge.report import replace_between_markers
+
     text = readme.read_text(encoding="utf-8")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
         raise SystemExit(f"{readme} has no {start} ... {end} markers")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{block.strip()}\n{end}{tail}", encoding="utf-8")
+    readme.write_text(replace_between_markers(text, block, start=start, end=end), encoding="utf-8")
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two equally shaped stacks of vectors."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

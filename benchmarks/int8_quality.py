@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from harness import cosines  # noqa: E402
 
 from bridge.client import connect  # noqa: E402
 from bridge.config import DEFAULT_DATASETS, ConnectionSettings, minilm_model_dir  # noqa: E402
@@ -41,12 +41,6 @@ from ingest.readers import Record, read_records  # noqa: E402
 DENSE_MODES = ("rerank", "knn", "hybrid")
 TOLERANCE = 0.005  # the target: nDCG@10 within this of float32
 PASSAGE_SAMPLE = 1000
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return np.sum(a * b, axis=1)
 
 
 def measure(client, name: str, datasets: Path, encoders: dict[str, Encoder]) -> dict:

@@ -46,7 +46,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from benchmarks.harness import markdown_table, write_block  # noqa: E402
+from benchmarks.harness import cosines, local_node, markdown_table, write_block  # noqa: E402
 from bridge import bench  # noqa: E402
 from bridge.backends import backend_of  # noqa: E402
 
@@ -136,15 +136,9 @@ def measure_encode(encoders: dict[str, Any], queries: Sequence[str], warmup: int
             np.abs(np.stack(vectors["onnx float32"]) - torch_vectors).max()
         ),
         "int8_cosine_to_torch_min": float(
-            _cosines(np.stack(vectors["onnx int8"]), torch_vectors).min()
+            cosines(np.stack(vectors["onnx int8"]), torch_vectors).min()
         ),
     }
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
 
 
 def measure_ingest(
@@ -581,15 +575,9 @@ def cluster_client(port: int) -> Iterator[Any]:
     if os.environ.get("OPENSEARCH_URL"):
         yield connect(ConnectionSettings.from_env())
         return
-    from bridge.nodes import LocalNode
-
-    node = LocalNode(port=port, heap="512m")
     log(f"starting a local OpenSearch node on port {port}")
-    node.start(timeout=300)
-    try:
+    with local_node(port) as node:
         yield connect(ConnectionSettings(url=node.url))
-    finally:
-        node.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
