@@ -214,6 +214,44 @@ def test_neural_matches_knn_mode(gateway, engine, client, encoder, index, querie
     assert [h["_id"] for h in got] == [h.doc_id for h in knn.search(queries[0], 10)]
 
 
+def test_serve_encodes_with_the_runtime_it_is_given(
+    gateway, engine, tiny_model_dir, index, queries, tmp_path
+):
+    """`serve --runtime onnx` answers as the torch gateway does (same ids, scores within
+    1e-4); `--quantize int8` is another model, refused on a float32 index in one sentence that
+    names the setting to serve it with."""
+    torch_hits = [
+        search(gateway, index, {"query": {"neural": {"vector": {"query_text": q, "k": 10}}}})
+        for q in queries
+    ]
+    for extra in (("--runtime", "onnx"), ("--quantize", "int8")):
+        log = tmp_path / f"serve{'-'.join(extra)}.log"
+        proc, url = start_gateway(engine.settings, tiny_model_dir, log, *extra)
+        try:
+            wait_ready(proc, url, log)
+            (served,) = answer(request(url, "GET", "/_dotbridge"))["models"]
+            for query, expected in zip(queries, torch_hits, strict=True):
+                body = {"query": {"neural": {"vector": {"query_text": query, "k": 10}}}}
+                resp = request(url, "POST", f"/{index}/_search", body)
+                got = answer(resp)
+                if extra[0] == "--quantize":
+                    assert resp.status == 400, got
+                    reason = got["error"]["reason"]
+                    assert reason.endswith("--quantize none.") and reason.count(". ") == 0, reason
+                    continue
+                assert resp.status == 200, got
+                assert ids(got) == ids(expected)
+                scores = [h["_score"] for h in got["hits"]["hits"]]
+                np.testing.assert_allclose(
+                    scores, [h["_score"] for h in expected["hits"]["hits"]], rtol=1e-4, atol=1e-4
+                )
+        finally:
+            stop(proc)
+        assert (served["runtime"], served["quantization"]) == (
+            ("onnx", "none") if extra[0] == "--runtime" else ("onnx", "int8")
+        )
+
+
 def test_neural_matches_the_search_command(gateway, engine, tiny_model_dir, index):
     query = "vitamin d and bone fractures"
     args = ["search", query, "--index", index, "--mode", "knn", "-k", "8", "--json"]

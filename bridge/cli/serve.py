@@ -11,6 +11,8 @@ from bridge.config import (
     DTYPES,
     MODES,
     POOLINGS,
+    QUANTIZATIONS,
+    RUNTIMES,
     SEED_MODEL,
     ConnectionSettings,
 )
@@ -42,6 +44,18 @@ from mappings import Similarity
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    help="onnx: ONNX Runtime on the CPU, same vectors, faster (pip install 'dotbridge[onnx]'). "
+    "Default: torch, or onnx for int8.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZATIONS),
+    help="int8 (ONNX Runtime): for indexes built with --quantize int8 (another model for an "
+    "index). Default: none.",
+)
 @click.option(
     "--max-batch",
     default=64,
@@ -86,6 +100,8 @@ def serve(
     device: str,
     dtype: str,
     batch_size: int,
+    runtime: str | None,
+    quantize: str | None,
     max_batch: int,
     batch_wait_ms: float,
     meta_ttl: float,
@@ -125,6 +141,8 @@ def serve(
             device=device,
             dtype=dtype,
             batch_size=batch_size,
+            runtime=runtime,
+            quantize=quantize,
         ),
         say=click.echo,
     )

@@ -67,6 +67,8 @@ class ServedModel:
             "similarity": spec.similarity.value,
             "dimension": spec.dimension,
             "weights_sha256": spec.weights_sha256,
+            "runtime": spec.runtime,
+            "quantization": spec.quantization,
             "device": self.encoder.device,
             "encoder": self.batcher.stats.as_dict(),
         }
@@ -99,10 +101,14 @@ class Models:
             except IndexMismatch:
                 continue
             return model
+        int8 = f", {stored.quantization} weights" if stored.quantization != "none" else ""
+        # Quantized vectors are another model: name the setting when either side is quantized.
+        quantized = any(m.spec.quantization != "none" for m in self.served)
+        quantize = f" --quantize {stored.quantization}" if int8 or quantized else ""
         raise BadRequest(
             f"Index {index!r} was built with model {stored.model} ({stored.pooling} pooling, "
-            f"{stored.similarity.value}, dimension {stored.dimension}), which this gateway does "
-            f"not serve: start `dotbridge serve` with --model {stored.model}."
+            f"{stored.similarity.value}, dimension {stored.dimension}{int8}), which this gateway "
+            f"does not serve: start `dotbridge serve` with --model {stored.model}{quantize}."
         )
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bridge.config import DEFAULT_GATEWAY_PORT, ConnectionSettings
+from bridge.config import DEFAULT_GATEWAY_PORT, ConnectionSettings, ModelSettings
 from bridge.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -41,29 +41,33 @@ class ModelOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 64
+    runtime: str | None = None  # None: torch, or onnx for int8
+    quantize: str | None = None  # None: none
+
+    def settings(self, model: str) -> ModelSettings:
+        """One served model's settings, loaded the way every command loads its model."""
+        return ModelSettings(
+            model=model,
+            pooling=self.pooling,
+            normalize=self.normalize,
+            similarity=self.similarity,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            runtime=self.runtime,
+            quantize=self.quantize,
+        )
 
 
 def load_models(options: ModelOptions, *, max_batch: int, batch_wait_ms: float):
     """Every model the gateway serves, loaded once; BadInput for one that cannot be loaded."""
-    from bridge.encoder import Encoder, ModelLoadError
     from bridge.gateway.models import Models, ServedModel
 
     if not options.models:
         raise BadInput("Give at least one --model to serve.")
     served = []
     for model in options.models:
-        try:
-            encoder = Encoder(
-                model,
-                pooling=options.pooling,
-                normalize=options.normalize,
-                similarity=options.similarity,
-                device=options.device,
-                dtype=options.dtype,
-                batch_size=options.batch_size,
-            )
-        except ModelLoadError as exc:
-            raise BadInput(str(exc)) from exc
+        encoder = options.settings(model).load()
         served.append(
             ServedModel.load(encoder, max_batch=max_batch, max_wait=batch_wait_ms / 1000.0)
         )
