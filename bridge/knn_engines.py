@@ -136,5 +136,7 @@ def _process_environment(pid: object) -> dict[str, str] | None:
         raw = Path(f"/proc/{int(pid)}/environ").read_bytes()  # type: ignore[call-overload]
     except (OSError, TypeError, ValueError):
         return None
+    if not raw:
+        return None  # a process in the middle of exec(), or one whose environment is hidden
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}

@@ -119,7 +119,11 @@ def test_faiss_verdict_from_node_info(tmp_path):
     local["jvm"]["input_arguments"] = []
     for path, verdict in ((elsewhere, None), (tmp_path, "has no faiss native library")):
         env = {"LD_LIBRARY_PATH": str(path), "PATH": "/usr/bin:/bin"}
-        with subprocess.Popen(["sleep", "30"], env=env) as stand_in:
+        # Popen returns once exec() has begun, before the new environment is in place: the
+        # stand-in says when its own code runs.
+        stand_in_code = ["sh", "-c", "echo ready; sleep 30"]
+        with subprocess.Popen(stand_in_code, env=env, stdout=subprocess.PIPE) as stand_in:
+            assert stand_in.stdout.readline() == b"ready\n"
             local["process"]["id"] = stand_in.pid
             found = faiss_unavailable_on([local])
             stand_in.kill()
