@@ -227,6 +227,9 @@ def test_device_errors_are_one_sentence(os_client, index_name, own_model, env, t
         assert "no CUDA device" in cuda and "--device cpu" in cuda
     dtype = runner.invoke(main, [*args, "--dtype", "int4"], env=env)
     assert dtype.exit_code == 2 and "'int4' is not one of" in dtype.output
+    # The gateway takes the same device names, refused before it loads or connects.
+    served = runner.invoke(main, ["serve", "--device", "tpu"], env=env)
+    assert served.exit_code == 2 and "'tpu' is not a device" in served.output
 
 
 def test_a_cluster_error_after_connecting_is_one_sentence(

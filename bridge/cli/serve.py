@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli.options import connection_options, names
+from bridge.cli.options import DEVICE, connection_options, names
 from bridge.config import (
     DEFAULT_GATEWAY_PORT,
     DTYPES,
@@ -41,7 +41,7 @@ from mappings import Similarity
     type=click.Choice([s.value for s in Similarity]),
     help="Default: cosine for normalised models, else dot.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option(
