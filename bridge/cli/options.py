@@ -5,6 +5,7 @@ Choices come from bridge.config, so a new mode, fusion or pooling reaches every 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -132,6 +133,77 @@ def _password_prompt(text: str) -> str:
     return click.prompt(text, hide_input=True, err=True)
 
 
+QUANTIZE_HELP = (
+    "int8 (ONNX Runtime): faster, slightly different vectors, so another model for an index. "
+    "Default: what the index records (search, eval), else none."
+)
+
+
+def encoder_options(quantize_help: str = QUANTIZE_HELP) -> Callable[..., Any]:
+    """The encoder flags of every command that encodes, given as `encoder`: a ModelSettings
+    without its model (`model_options` adds --model; `serve` takes several)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
+        @click.option(
+            "--normalize/--no-normalize",
+            default=None,
+            help="L2-normalize vectors. Default: from the model (sentence-transformers' "
+            "Normalize).",
+        )
+        @click.option(
+            "--similarity",
+            type=click.Choice([s.value for s in Similarity]),
+            help="Default: cosine for normalised models, else dot.",
+        )
+        @click.option(
+            "--device", type=DEVICE, default="auto", show_default=True, help="Torch device."
+        )
+        @click.option(
+            "--dtype",
+            type=click.Choice(DTYPES),
+            default="auto",
+            show_default=True,
+            help="auto: float16 on CUDA, else float32.",
+        )
+        @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+        @click.option(
+            "--runtime",
+            type=click.Choice(RUNTIMES),
+            help="onnx: ONNX Runtime on the CPU, same vectors, faster (pip install "
+            "'dotbridge[onnx]'). Default: torch, or onnx for int8.",
+        )
+        @click.option("--quantize", type=click.Choice(QUANTIZATIONS), help=quantize_help)
+        @functools.wraps(func)
+        def wrapper(
+            *args: Any,
+            pooling,
+            normalize,
+            similarity,
+            device,
+            dtype,
+            batch_size,
+            runtime,
+            quantize,
+            **kwargs: Any,
+        ) -> Any:
+            encoder = ModelSettings(
+                pooling=pooling,
+                normalize=normalize,
+                similarity=similarity,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size,
+                runtime=runtime,
+                quantize=quantize,
+            )
+            return func(*args, encoder=encoder, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Which encoder to use; the same flags on every command that encodes (`model_settings`)."""
 
@@ -140,64 +212,10 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="Hugging Face model id or local directory. Default: the model the index was built "
         f"with (search, eval); {SEED_MODEL} (ingest).",
     )
-    @click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
-    @click.option(
-        "--normalize/--no-normalize",
-        default=None,
-        help="L2-normalize vectors. Default: from the model (sentence-transformers' Normalize).",
-    )
-    @click.option(
-        "--similarity",
-        type=click.Choice([s.value for s in Similarity]),
-        help="Default: cosine for normalised models, else dot.",
-    )
-    @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
-    @click.option(
-        "--dtype",
-        type=click.Choice(DTYPES),
-        default="auto",
-        show_default=True,
-        help="auto: float16 on CUDA, else float32.",
-    )
-    @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-    @click.option(
-        "--runtime",
-        type=click.Choice(RUNTIMES),
-        help="onnx: ONNX Runtime on the CPU, same vectors, faster (pip install 'dotbridge[onnx]'). "
-        "Default: torch, or onnx for int8.",
-    )
-    @click.option(
-        "--quantize",
-        type=click.Choice(QUANTIZATIONS),
-        help="int8 (ONNX Runtime): faster, slightly different vectors, so another model for an "
-        "index. Default: what the index records (search, eval), else none.",
-    )
+    @encoder_options()
     @functools.wraps(func)
-    def wrapper(
-        *args: Any,
-        model,
-        pooling,
-        normalize,
-        similarity,
-        device,
-        dtype,
-        batch_size,
-        runtime,
-        quantize,
-        **kwargs: Any,
-    ) -> Any:
-        settings = ModelSettings(
-            model=model,
-            pooling=pooling,
-            normalize=normalize,
-            similarity=similarity,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            runtime=runtime,
-            quantize=quantize,
-        )
-        return func(*args, model_settings=settings, **kwargs)
+    def wrapper(*args: Any, model, encoder: ModelSettings, **kwargs: Any) -> Any:
+        return func(*args, model_settings=dataclasses.replace(encoder, model=model), **kwargs)
 
     return wrapper
 

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli.options import DEVICE, connection_options, names
-from bridge.config import (
-    DEFAULT_GATEWAY_PORT,
-    DTYPES,
-    MODES,
-    POOLINGS,
-    QUANTIZATIONS,
-    RUNTIMES,
-    SEED_MODEL,
-    ConnectionSettings,
-)
-from mappings import Similarity
+from bridge.cli.options import connection_options, encoder_options, names
+from bridge.config import DEFAULT_GATEWAY_PORT, MODES, SEED_MODEL, ConnectionSettings, ModelSettings
 
 
 @click.command()
@@ -32,29 +22,9 @@ from mappings import Similarity
     show_default=True,
     help="A model to serve (Hugging Face id or local directory); repeat for several.",
 )
-@click.option("--pooling", type=click.Choice(POOLINGS), help="Default: from the model.")
-@click.option(
-    "--normalize/--no-normalize", default=None, help="L2-normalize vectors. Default: the model's."
-)
-@click.option(
-    "--similarity",
-    type=click.Choice([s.value for s in Similarity]),
-    help="Default: cosine for normalised models, else dot.",
-)
-@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option(
-    "--runtime",
-    type=click.Choice(RUNTIMES),
-    help="onnx: ONNX Runtime on the CPU, same vectors, faster (pip install 'dotbridge[onnx]'). "
-    "Default: torch, or onnx for int8.",
-)
-@click.option(
-    "--quantize",
-    type=click.Choice(QUANTIZATIONS),
-    help="int8 (ONNX Runtime): for indexes built with --quantize int8 (another model for an "
-    "index). Default: none.",
+@encoder_options(
+    quantize_help="int8 (ONNX Runtime): for indexes built with --quantize int8 (another model "
+    "for an index). Default: none."
 )
 @click.option(
     "--max-batch",
@@ -94,14 +64,7 @@ def serve(
     host: str,
     port: int,
     models: tuple[str, ...],
-    pooling: str | None,
-    normalize: bool | None,
-    similarity: str | None,
-    device: str,
-    dtype: str,
-    batch_size: int,
-    runtime: str | None,
-    quantize: str | None,
+    encoder: ModelSettings,
     max_batch: int,
     batch_wait_ms: float,
     meta_ttl: float,
@@ -133,17 +96,7 @@ def serve(
             batch_wait_ms=batch_wait_ms,
             access_log=access_log,
         ),
-        ModelOptions(
-            models=models,
-            pooling=pooling,
-            normalize=normalize,
-            similarity=similarity,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            runtime=runtime,
-            quantize=quantize,
-        ),
+        ModelOptions(models=models, encoder=encoder),
         say=click.echo,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import signal
@@ -35,28 +36,11 @@ class ModelOptions:
     """The models served (directories or hub ids) and the encoder settings they share."""
 
     models: tuple[str, ...]
-    pooling: str | None = None
-    normalize: bool | None = None
-    similarity: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 64
-    runtime: str | None = None  # None: torch, or onnx for int8
-    quantize: str | None = None  # None: none
+    encoder: ModelSettings = ModelSettings()  # its model unset; quantize None: none
 
     def settings(self, model: str) -> ModelSettings:
         """One served model's settings, loaded the way every command loads its model."""
-        return ModelSettings(
-            model=model,
-            pooling=self.pooling,
-            normalize=self.normalize,
-            similarity=self.similarity,
-            device=self.device,
-            dtype=self.dtype,
-            batch_size=self.batch_size,
-            runtime=self.runtime,
-            quantize=self.quantize,
-        )
+        return dataclasses.replace(self.encoder, model=model)
 
 
 def load_models(options: ModelOptions, *, max_batch: int, batch_wait_ms: float):
