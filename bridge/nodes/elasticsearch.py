@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import bridge.nodes.maven as maven
 from bridge.errors import NodeError
-from bridge.nodes.files import assemble_home, base_dir
-from bridge.nodes.instance import write_config
+from bridge.nodes.files import assemble_home
+from bridge.nodes.instance import single_node_settings, write_config
 from bridge.nodes.java import JavaRuntime, find_java
 from bridge.nodes.maven import Artifact
 from bridge.nodes.process import Launch, NodeProcess
@@ -70,14 +70,6 @@ class ElasticsearchNode(NodeProcess):
     maven_url: str | None = None
 
     @property
-    def base(self) -> Path:
-        return self.root if self.root is not None else base_dir()
-
-    @property
-    def downloads(self) -> Path:
-        return self.base / "downloads"
-
-    @property
     def home(self) -> Path:
         return self.base / f"elasticsearch-{self.version}"
 
@@ -110,15 +102,7 @@ class ElasticsearchNode(NodeProcess):
     def configure(self, java: JavaRuntime) -> Path:
         home = self.instance
         settings = {
-            "cluster.name": "dotbridge",
-            "node.name": "dotbridge-elasticsearch",
-            "network.host": "127.0.0.1",
-            "http.port": self.port,
-            "discovery.type": "single-node",
-            "path.data": str(home / "data"),
-            "path.logs": str(home / "logs"),
-            "cluster.routing.allocation.disk.threshold_enabled": False,
-            "action.auto_create_index": False,
+            **single_node_settings(home, port=self.port, node_name="dotbridge-elasticsearch"),
             # A local test node on loopback: no TLS, no users (the zip has no ML module at all).
             "xpack.security.enabled": False,
         }

@@ -15,6 +15,22 @@ from typing import Any
 from bridge.nodes.java import JavaRuntime, adapt_jvm_options
 
 
+def single_node_settings(instance: Path, *, port: int, node_name: str) -> dict[str, Any]:
+    """What every local node is: one node on loopback, writing into its instance, creating no
+    index by itself, indifferent to the disk's fill level."""
+    return {
+        "cluster.name": "dotbridge",
+        "node.name": node_name,
+        "network.host": "127.0.0.1",
+        "http.port": port,
+        "discovery.type": "single-node",
+        "path.data": str(instance / "data"),
+        "path.logs": str(instance / "logs"),
+        "cluster.routing.allocation.disk.threshold_enabled": False,
+        "action.auto_create_index": False,
+    }
+
+
 def write_config(
     home: Path,
     instance: Path,

@@ -21,8 +21,8 @@ import bridge.nodes.maven as maven
 import bridge.nodes.security as security
 from bridge.config import ConnectionSettings
 from bridge.errors import NodeError
-from bridge.nodes.files import assemble_home, base_dir
-from bridge.nodes.instance import write_config
+from bridge.nodes.files import assemble_home
+from bridge.nodes.instance import single_node_settings, write_config
 from bridge.nodes.java import ICU_ARTIFACTS, LOCALE_PROVIDER_OPTION, JavaRuntime, find_java
 from bridge.nodes.maven import Artifact
 from bridge.nodes.process import Launch, NodeProcess
@@ -80,14 +80,6 @@ class LocalNode(NodeProcess):
     secure: bool = False  # TLS, users and roles (the security plugin)
     # More opensearch.yml settings (e.g. a tiny write queue for a 429 drill); they win over ours.
     extra_settings: Mapping[str, object] = field(default_factory=dict, compare=False)
-
-    @property
-    def base(self) -> Path:
-        return self.root if self.root is not None else base_dir()
-
-    @property
-    def downloads(self) -> Path:
-        return self.base / "downloads"
 
     @property
     def home(self) -> Path:
@@ -191,17 +183,7 @@ class LocalNode(NodeProcess):
     def configure(self, java: JavaRuntime) -> Path:
         """Write the instance's config from the distribution's defaults plus ours."""
         home = self.instance
-        settings = {
-            "cluster.name": "dotbridge",
-            "node.name": "dotbridge-local",
-            "network.host": "127.0.0.1",
-            "http.port": self.port,
-            "discovery.type": "single-node",
-            "path.data": str(home / "data"),
-            "path.logs": str(home / "logs"),
-            "cluster.routing.allocation.disk.threshold_enabled": False,
-            "action.auto_create_index": False,
-        }
+        settings = single_node_settings(home, port=self.port, node_name="dotbridge-local")
         if self.secure:
             settings.update(security.security_settings())
         settings.update(self.extra_settings)

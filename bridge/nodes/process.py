@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import requests
 
 from bridge.errors import NodeError
+from bridge.nodes.files import base_dir
 
 SERVICE_USER = "nobody"
 # Variables that are the client's business, never the node's (it would carry them in its
@@ -50,6 +51,15 @@ class NodeProcess:
     # Provided by the engine (dataclass fields or properties).
     port: int
     version: str
+    root: Path | None  # where downloads, homes and instances live; None: base_dir()
+
+    @property
+    def base(self) -> Path:
+        return self.root if self.root is not None else base_dir()
+
+    @property
+    def downloads(self) -> Path:
+        return self.base / "downloads"
 
     @property
     def instance(self) -> Path:
