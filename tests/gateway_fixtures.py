@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import urllib3
 
 from bridge.config import ConnectionSettings
+from tests.node_fixtures import free_port
 
 # shared/ sits beside the checkout (its worktrees are one level deeper).
 SCIFACT = next(
@@ -30,13 +30,6 @@ SCIFACT = next(
 )
 START_TIMEOUT = 180.0
 HTTP = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(total=120))
-
-
-def free_port() -> int:
-    """A port the OS says is free on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_gateway(

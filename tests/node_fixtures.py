@@ -12,6 +12,7 @@ settings and backend; `engine_index` is a unique index name on it, deleted after
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_PORT", "9250"))
 ES_TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_ES_PORT", "9251"))
 SECURE_TEST_PORT = int(os.environ.get("DOTBRIDGE_TEST_SECURE_PORT", "9252"))
 TEST_HEAP = os.environ.get("DOTBRIDGE_TEST_HEAP", "1g")
+
+
+def free_port() -> int:
+    """A port the OS says is free on loopback (for a node or gateway of a test's own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

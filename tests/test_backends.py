@@ -4,7 +4,6 @@ check, index bodies and clauses of each engine, and the optional client kept opt
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from bridge.errors import BadInput
 from bridge.search.bodies import exact_score_body, knn_body
 from bridge.search.scores import from_similarity, to_similarity
 from mappings import Similarity
+from tests.node_fixtures import free_port
 
 OS = backend_named("opensearch")
 ES = backend_named("elasticsearch")
@@ -247,9 +247,3 @@ def test_elasticsearch_clients_timeouts_and_refusals_are_one_sentence_each():
     # Named by --backend, nothing answering: detection names that engine as well.
     with pytest.raises(ConnectionFailed, match=f"No Elasticsearch answers at {closed.url}"):
         connect(closed)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
-import socket
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from bridge.errors import NodeError
 from bridge.nodes import ElasticsearchNode, iter_java_processes, maven
 from bridge.nodes import elasticsearch as elasticsearch_node
 from tests.mirror import serve_directory
+from tests.node_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def test_start_status_stop_leaves_no_java_process(elasticsearch_settings, monkey
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.setenv("DOTBRIDGE_MAVEN_URL", "http://127.0.0.1:9")
-    node = ElasticsearchNode(port=_free_port(), heap="512m")
+    node = ElasticsearchNode(port=free_port(), heap="512m")
     try:
         assert node.start() == node.url
         pids = list(iter_java_processes(node.instance))
@@ -53,6 +54,7 @@ def test_start_status_stop_leaves_no_java_process(elasticsearch_settings, monkey
     result = CliRunner().invoke(main, ["elasticsearch", "status", "--port", str(node.port)])
     assert result.exit_code == 1
     assert f"No local Elasticsearch node runs on port {node.port}" in result.output
+    shutil.rmtree(node.instance)  # a node of the test's own: its instance goes too
 
 
 def test_max_inner_product_knn_returns_dot_product_order(es_client, es_index):
@@ -114,9 +116,3 @@ def test_checksum_mismatch_is_refused(tmp_path):
 def test_unknown_version_lists_the_known_ones():
     with pytest.raises(NodeError, match="8.19.21"):
         elasticsearch_node.artifacts("9.9.9")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

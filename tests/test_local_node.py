@@ -13,6 +13,7 @@ from bridge.errors import NodeError
 from bridge.nodes import LocalNode, files, iter_java_processes, java
 from bridge.nodes import opensearch as opensearch_node
 from tests.mirror import serve_directory
+from tests.node_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ def test_warm_start_needs_no_network_and_stop_leaves_no_process(opensearch_setti
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.setenv("DOTBRIDGE_MAVEN_URL", "http://127.0.0.1:9")
-    node = LocalNode(port=_free_port(), heap="512m")
+    node = LocalNode(port=free_port(), heap="512m")
     try:
         url = node.start()
         assert url == node.url
@@ -75,14 +76,16 @@ def test_warm_start_needs_no_network_and_stop_leaves_no_process(opensearch_setti
         assert node.stop()
     assert node.running_pid() is None
     assert list(iter_java_processes(node.instance)) == []
+    node.reset()  # a node of the test's own: its instance goes too
 
 
 def test_node_that_does_not_come_up_shows_its_log(opensearch_settings):
-    node = LocalNode(port=_free_port(), heap="not-a-size")
+    node = LocalNode(port=free_port(), heap="not-a-size")
     with pytest.raises(NodeError, match="exited during start-up") as err:
         node.start(timeout=120)
     assert "last lines of its log" in err.value.message
     assert node.running_pid() is None
+    node.reset()
 
 
 def test_port_in_use_is_a_clear_error(tmp_path):
@@ -134,9 +137,3 @@ def test_no_usable_java_is_a_clear_error(tmp_path):
 def test_unknown_version_lists_the_known_ones():
     with pytest.raises(NodeError, match="3.5.0"):
         opensearch_node.artifacts("9.9.9")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
