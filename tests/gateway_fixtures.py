@@ -17,17 +17,10 @@ import pytest
 import urllib3
 
 from bridge.config import ConnectionSettings
+from tests.ingest_helpers import datasets_dir, read_jsonl
 from tests.node_fixtures import free_port
 
-# shared/ sits beside the checkout (its worktrees are one level deeper).
-SCIFACT = next(
-    (
-        parent / "shared/datasets/scifact"
-        for parent in Path(__file__).resolve().parents
-        if (parent / "shared/datasets/scifact").is_dir()
-    ),
-    Path(__file__).resolve().parents[2] / "shared/datasets/scifact",
-)
+SCIFACT = datasets_dir() / "scifact"
 START_TIMEOUT = 180.0
 HTTP = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(total=120))
 
@@ -147,16 +140,6 @@ def request(
 
 def answer(resp: urllib3.BaseHTTPResponse) -> Any:
     return json.loads(resp.data) if resp.data else None
-
-
-def read_jsonl(path: Path, limit: int) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            rows.append(json.loads(line))
-            if len(rows) == limit:
-                break
-    return rows
 
 
 def dotbridge_index(client, encoder, n_docs: int) -> Iterator[str]:

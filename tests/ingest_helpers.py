@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -25,6 +26,17 @@ def datasets_dir() -> Path:
 
 
 SCIFACT = datasets_dir() / "scifact" / "corpus.jsonl"
+
+
+def read_jsonl(path: Path, limit: int) -> list[dict]:
+    """The first `limit` records of a JSON-lines file."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if len(rows) == limit:
+                break
+    return rows
 
 
 def count(client, index) -> int:

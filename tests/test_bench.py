@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from bridge import bench
 from bridge.config import MODES
 from bridge.evaluate import load_split
+from tests.ingest_helpers import datasets_dir
 
 pytestmark = pytest.mark.integration
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+SCIFACT = datasets_dir() / "scifact"
 
 
 def test_bench_on_a_slice_writes_json_markdown_and_png(os_client, tiny_encoder, tmp_path):

@@ -20,10 +20,11 @@ from bridge.evaluate import load_split
 from bridge.indexes import available_analyzer, encoder_for_index
 from bridge.search import make_searcher
 from ingest.pipeline import ingest_corpus
+from tests.ingest_helpers import datasets_dir
 
 pytestmark = pytest.mark.integration
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+SCIFACT = datasets_dir() / "scifact"
 N_DOCS = 300
 
 

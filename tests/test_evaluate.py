@@ -11,8 +11,9 @@ import pytest
 from bridge import evaluate as ev
 from bridge.errors import BadInput
 from bridge.search import Hit, make_searcher
+from tests.ingest_helpers import datasets_dir
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = datasets_dir()
 SCIFACT = DATASETS / "scifact"
 
 

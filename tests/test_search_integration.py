@@ -10,7 +10,6 @@ import json
 import math
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,23 +24,14 @@ from bridge.encoder import Encoder
 from bridge.errors import BadInput, IndexMismatch
 from bridge.indexes import IndexOptions, IndexSpec, available_analyzer, ensure_index
 from bridge.search import Bm25, Hybrid, Knn, Rerank, make_searcher
+from tests.ingest_helpers import datasets_dir, read_jsonl
 
 pytestmark = pytest.mark.integration
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared/datasets/scifact"
+SCIFACT = datasets_dir() / "scifact"
 N_DOCS = 2500  # the k-NN recall check wants at least 2,000
 N_COSINE_DOCS = 400
 CANDIDATES = 100  # rerank re-scores the BM25 top 100, as `--mode rerank` does by default
-
-
-def _read_jsonl(path: Path, limit: int) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            rows.append(json.loads(line))
-            if len(rows) == limit:
-                break
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +55,12 @@ def cosine_encoder(tiny_model_dir) -> Encoder:
 
 @pytest.fixture(scope="module")
 def corpus() -> list[dict]:
-    return _read_jsonl(SCIFACT / "corpus.jsonl", N_DOCS)
+    return read_jsonl(SCIFACT / "corpus.jsonl", N_DOCS)
 
 
 @pytest.fixture(scope="module")
 def queries() -> list[str]:
-    return [row["text"] for row in _read_jsonl(SCIFACT / "queries.jsonl", 100)]
+    return [row["text"] for row in read_jsonl(SCIFACT / "queries.jsonl", 100)]
 
 
 @pytest.fixture(scope="module")
