@@ -38,11 +38,10 @@ import torch  # noqa: E402
 
 from bridge.config import minilm_model_dir  # noqa: E402
 from bridge.encoder import Encoder  # noqa: E402
+from tests.ingest_helpers import datasets_dir  # noqa: E402
 from tests.model_fixtures import build_tiny_model  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent.parent / "shared/datasets/scifact/corpus.jsonl"
-if not DEFAULT_CORPUS.is_file():  # run from /work/main rather than a worktree
-    DEFAULT_CORPUS = REPO.parent / "shared/datasets/scifact/corpus.jsonl"
+DEFAULT_CORPUS = datasets_dir() / "scifact" / "corpus.jsonl"
 
 # (label, runtime, quantize, one text per call?)
 PATHS = (

@@ -49,10 +49,9 @@ import numpy as np  # noqa: E402
 from benchmarks.harness import cosines, local_node, markdown_table, write_block  # noqa: E402
 from bridge import bench  # noqa: E402
 from bridge.backends import backend_of  # noqa: E402
+from tests.ingest_helpers import datasets_dir  # noqa: E402
 
-DEFAULT_DATASET = REPO.parent.parent / "shared/datasets/scifact"
-if not DEFAULT_DATASET.is_dir():  # run from /work/main rather than a worktree
-    DEFAULT_DATASET = REPO.parent / "shared/datasets/scifact"
+DEFAULT_DATASET = datasets_dir() / "scifact"
 RESULTS = REPO / "benchmarks" / "results"
 README_BLOCK = "targets"
 DEFAULT_DOCS = 2000
