@@ -4,6 +4,7 @@ node, for the tests of both engines), serving the tiny random model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -81,6 +82,19 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@contextlib.contextmanager
+def running_gateway(
+    upstream: ConnectionSettings, model_dir: Path, log: Path, *extra: str, port: int | None = None
+) -> Iterator[str]:
+    """`dotbridge serve` started (`start_gateway`) and answering; stopped afterwards."""
+    proc, url = start_gateway(upstream, model_dir, log, *extra, port=port)
+    try:
+        wait_ready(proc, url, log)
+        yield url
+    finally:
+        stop(proc)
+
+
 @pytest.fixture(scope="session")
 def gateway_url(
     opensearch_settings: ConnectionSettings,
@@ -90,14 +104,10 @@ def gateway_url(
     log = tmp_path_factory.mktemp("gateway") / "serve.log"
     # DOTBRIDGE_GATEWAY_TEST_PORT pins the session gateway's port (else any free one).
     port = int(os.environ.get("DOTBRIDGE_GATEWAY_TEST_PORT") or 0) or None
-    proc, url = start_gateway(
+    with running_gateway(
         opensearch_settings, tiny_model_dir, log, "--meta-ttl", "1", port=port
-    )
-    try:
-        wait_ready(proc, url, log)
+    ) as url:
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -108,12 +118,8 @@ def es_gateway_url(
 ) -> Iterator[str]:
     """The gateway in front of the session's Elasticsearch node (the engine detected)."""
     log = tmp_path_factory.mktemp("gateway-es") / "serve.log"
-    proc, url = start_gateway(elasticsearch_settings, tiny_model_dir, log, "--meta-ttl", "1")
-    try:
-        wait_ready(proc, url, log)
+    with running_gateway(elasticsearch_settings, tiny_model_dir, log, "--meta-ttl", "1") as url:
         yield url
-    finally:
-        stop(proc)
 
 
 def request(

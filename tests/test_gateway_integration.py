@@ -33,6 +33,7 @@ from tests.gateway_fixtures import (
     dotbridge_index,
     read_jsonl,
     request,
+    running_gateway,
     start_gateway,
     stop,
     wait_ready,
@@ -226,9 +227,7 @@ def test_serve_encodes_with_the_runtime_it_is_given(
     ]
     for extra in (("--runtime", "onnx"), ("--quantize", "int8")):
         log = tmp_path / f"serve{'-'.join(extra)}.log"
-        proc, url = start_gateway(engine.settings, tiny_model_dir, log, *extra)
-        try:
-            wait_ready(proc, url, log)
+        with running_gateway(engine.settings, tiny_model_dir, log, *extra) as url:
             (served,) = answer(request(url, "GET", "/_dotbridge"))["models"]
             for query, expected in zip(queries, torch_hits, strict=True):
                 body = {"query": {"neural": {"vector": {"query_text": query, "k": 10}}}}
@@ -245,8 +244,6 @@ def test_serve_encodes_with_the_runtime_it_is_given(
                 np.testing.assert_allclose(
                     scores, [h["_score"] for h in expected["hits"]["hits"]], rtol=1e-4, atol=1e-4
                 )
-        finally:
-            stop(proc)
         assert (served["runtime"], served["quantization"]) == (
             ("onnx", "none") if extra[0] == "--runtime" else ("onnx", "int8")
         )

@@ -13,7 +13,7 @@ from bridge.client import connect
 from bridge.config import ModelSettings
 from bridge.search import make_searcher
 from ingest.pipeline import ingest_corpus
-from tests.gateway_fixtures import SCIFACT, answer, request, start_gateway, stop, wait_ready
+from tests.gateway_fixtures import SCIFACT, answer, request, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -48,12 +48,8 @@ def secure_gateway(secure_settings, tiny_model_dir, tmp_path_factory) -> Iterato
     """A gateway whose own configured user is the cluster's admin."""
     log = tmp_path_factory.mktemp("secure-gateway") / "serve.log"
     ca = str(Path(secure_settings.ca_certs))
-    proc, url = start_gateway(secure_settings, tiny_model_dir, log, "--ca-certs", ca)
-    try:
-        wait_ready(proc, url, log)
+    with running_gateway(secure_settings, tiny_model_dir, log, "--ca-certs", ca) as url:
         yield url
-    finally:
-        stop(proc)
     assert secure_settings.password not in log.read_text()
 
 
