@@ -87,6 +87,12 @@ def read_spec(client: OpenSearch, index: str) -> IndexSpec | None:
     An index that exists but was not made by dotbridge, or whose vector field disagrees with its
     `_meta`, is a mismatch: its vectors cannot be trusted to match any model.
     """
+    mappings = read_mappings(client, index)
+    return None if mappings is None else spec_from_mapping(index, mappings)
+
+
+def read_mappings(client: OpenSearch, index: str) -> dict[str, Any] | None:
+    """An index's `mappings`; None when the index does not exist."""
     try:
         mapping = client.indices.get_mapping(index=index)
     except client_errors() as exc:
@@ -94,7 +100,7 @@ def read_spec(client: OpenSearch, index: str) -> IndexSpec | None:
             raise
         return None
     (body,) = mapping.values()
-    return spec_from_mapping(index, body.get("mappings", {}))
+    return body.get("mappings", {})
 
 
 def spec_from_mapping(index: str, mappings: dict[str, Any]) -> IndexSpec:
@@ -198,10 +204,11 @@ def ensure_index(
     index on a node without faiss's native library brings the whole node down.
     """
     options = options or IndexOptions()
-    stored = read_spec(client, index)
-    if stored is not None:
+    mappings = read_mappings(client, index)
+    if mappings is not None:
+        stored = spec_from_mapping(index, mappings)
         check_compatible(index, stored, spec)
-        check_engine(client, index_engine(client, index, stored.vector_field), index=index)
+        check_engine(client, index_engine(mappings, stored.vector_field), index=index)
         return False
     backend = backend_of(client)
     body = backend.index_body(

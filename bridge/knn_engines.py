@@ -24,10 +24,10 @@ SYSTEM_LIBRARY_DIRS = ("/usr/java/packages/lib", "/usr/lib64", "/lib64", "/lib",
 DATA_ROLES = ("data", "search", "warm")
 
 
-def index_engine(client: Any, index: str, vector_field: str = VECTOR_FIELD) -> str | None:
-    """The k-NN engine of an index's vector field (None when it names none)."""
-    (body,) = client.indices.get_mapping(index=index).values()
-    field = body.get("mappings", {}).get("properties", {}).get(vector_field, {})
+def index_engine(mappings: dict[str, Any], vector_field: str = VECTOR_FIELD) -> str | None:
+    """The k-NN engine of an index's vector field, from its `mappings` (None when it names
+    none); pure."""
+    field = mappings.get("properties", {}).get(vector_field, {})
     method = field.get("method") or {}
     return method.get("engine")
 
