@@ -144,11 +144,11 @@ class Passages:
 
 
 def _default_corpus() -> Path:
-    for base in (REPO.parent, REPO.parent.parent):
-        candidate = base / "shared/datasets/scifact/corpus.jsonl"
-        if candidate.is_file():
-            return candidate
-    return REPO.parent / "shared/datasets/scifact/corpus.jsonl"
+    """SciFact's corpus where bridge.datasets finds it (standard library only)."""
+    from bridge.datasets import find
+
+    found = find("scifact")
+    return found / "corpus.jsonl" if found is not None else Path("no-scifact/corpus.jsonl")
 
 
 def read_passages(corpus: Path, model_dir: Path, synthetic: int = 5000) -> Passages:
@@ -162,11 +162,11 @@ def read_passages(corpus: Path, model_dir: Path, synthetic: int = 5000) -> Passa
                 if text:
                     texts.append(text)
         return Passages(texts, str(corpus))
-    vocab = [
-        w
-        for w in (model_dir / "vocab.txt").read_text(encoding="utf-8").split()
-        if w.isalpha() and len(w) > 2
-    ]
+    from transformers import AutoTokenizer
+
+    # The tokenizer's own vocabulary: transformers 5 saves tokenizer.json and no vocab.txt.
+    words = AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    vocab = sorted(w for w in words if w.isalpha() and len(w) > 2)
     rng = random.Random(0)
     texts = [" ".join(rng.choices(vocab, k=rng.randint(40, 320))) for _ in range(synthetic)]
     return Passages(texts, f"synthetic ({synthetic} texts from the vocabulary; no {corpus})")

@@ -234,10 +234,11 @@ def bench_minilm(
 ) -> tuple[str, list[Path]]:
     """What `dotbridge bench` does with all-MiniLM-L6-v2: the Markdown report and its files."""
     from bridge.config import MINILM, minilm_model_dir
+    from bridge.datasets import resolve
     from bridge.encoder import Encoder
     from bridge.evaluate import load_split
 
-    data = load_split(dataset)
+    data = load_split(resolve(dataset))
     encoder = Encoder(minilm_model_dir(), device=device, batch_size=batch_size)
     result = run_bench(
         client,

@@ -8,14 +8,14 @@ Metrics and runs themselves live in `bridge.evaluate`.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import DEFAULT_COLLECTIONS, DEFAULT_DATASETS, MINILM, MODES
+from bridge.config import DEFAULT_COLLECTIONS, MINILM, MODES
 from bridge.evaluate import Split, evaluate, load_split, measures_for, read_run, run_eval
+from bridge.render import display_name
 from bridge.search import make_searcher
 
 if TYPE_CHECKING:
@@ -56,8 +56,7 @@ COLUMNS = ("nDCG@10", "MRR@10", "R@100", "R@1000")
 
 def column_of(measure: str) -> str | None:
     """Table column of an ir_measures name: `RR(rel=2)@10` -> `MRR@10`, `R@100` -> `R@100`."""
-    name = re.sub(r"\(rel=\d+\)", "", measure)
-    name = "MRR@10" if name == "RR@10" else name
+    name = display_name(measure)
     return name if name in COLUMNS else None
 
 
@@ -324,7 +323,7 @@ def eval_all(
     client: Client,
     encoder: Encoder,
     *,
-    datasets: Path = DEFAULT_DATASETS,
+    datasets: Path | None = None,
     collections: Sequence[str] = DEFAULT_COLLECTIONS,
     modes: Sequence[str] = MODES,
     runs_dir: Path | None = None,
@@ -332,9 +331,13 @@ def eval_all(
     progress: bool | None = None,
 ) -> str:
     """What `dotbridge eval-all` does: the results block, written into `readme` when given."""
+    from bridge.datasets import locate
     from bridge.errors import BadInput
 
-    dirs = [datasets / name for name in collections]
+    if datasets is None:  # each collection found the documented way
+        dirs = [locate(name) for name in collections]
+    else:
+        dirs = [datasets / name for name in collections]
     if missing := [str(d) for d in dirs if not d.is_dir()]:
         raise BadInput(f"No collection at {', '.join(missing)}: check --datasets/--collections.")
     rows = evaluate_collections(
@@ -349,7 +352,7 @@ def eval_all(
         command += " --url http://127.0.0.1:9201"
     if tuple(collections) != DEFAULT_COLLECTIONS:
         command += f" --collections {','.join(collections)}"
-    if datasets != DEFAULT_DATASETS:
+    if datasets is not None:
         command += f" --datasets {datasets}"
     analyzers = {index_analyzer(client, index_name(Path(d).resolve().name)) for d in dirs}
     block = render_table(

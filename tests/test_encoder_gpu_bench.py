@@ -71,3 +71,33 @@ def test_smoke_run_on_the_cpu_measures_and_ingests(
     assert "| float16 | batched | 4 |" in done.stdout
     client = connect(opensearch_settings)
     assert not client.indices.get(index="bench-gpu-*", ignore_unavailable=True)
+
+
+def _bench_gpu():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "benchmarks/bench_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_synthetic_passages_come_from_a_saved_tokenizer(tiny_model_dir: Path, tmp_path) -> None:
+    """Without SciFact the benchmark makes text from the model's vocabulary, whatever files the
+    installed transformers saved (5.x writes tokenizer.json and no vocab.txt)."""
+    bench_gpu = _bench_gpu()
+    passages = bench_gpu.read_passages(tmp_path / "absent.jsonl", tiny_model_dir, synthetic=20)
+    assert len(passages.texts) == 20 and passages.source.startswith("synthetic")
+    words = {w for text in passages.texts for w in text.split()}
+    assert len(words) > 100 and all(w.isalpha() for w in words)
+    again = bench_gpu.read_passages(tmp_path / "absent.jsonl", tiny_model_dir, synthetic=20)
+    assert again.texts == passages.texts  # seeded: the same texts every run
+
+
+def test_the_corpus_is_found_the_documented_way(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        (folder / name).write_text("")
+    monkeypatch.setenv("DOTBRIDGE_DATASETS", str(tmp_path))
+    assert _bench_gpu()._default_corpus() == folder / "corpus.jsonl"

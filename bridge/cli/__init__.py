@@ -1,16 +1,17 @@
 """The `dotbridge` command: the `main` group and its commands, one module per area.
 
 `boundary` (the group's class, the error boundary, logging), `options` (shared flags),
-`ingest`, `search` (search, eval, eval-all), `bench`, `demo`, `serve` (serve, aliases) and
-`nodes` (opensearch and elasticsearch start/stop/status). Commands parse flags and call one
-library function; heavy modules are imported inside them, so `dotbridge --help` stays fast.
+`ingest`, `search` (search, eval, eval-all), `bench`, `datasets` (list, fetch), `demo`,
+`serve` (serve, aliases) and `nodes` (opensearch and elasticsearch start/stop/status). Commands
+parse flags and call one library function; heavy modules are imported inside them, so
+`dotbridge --help` stays fast.
 """
 
 from __future__ import annotations
 
 import click
 
-from bridge.cli import bench, demo, ingest, nodes, search, serve
+from bridge.cli import bench, datasets, demo, ingest, nodes, search, serve
 from bridge.cli.boundary import Dotbridge, configure_logging
 
 
@@ -28,6 +29,7 @@ for command in (
     search.eval_,
     search.eval_all,
     bench.bench,
+    datasets.datasets,
     demo.demo,
     serve.serve,
     serve.aliases,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from bridge.cli.options import DEVICE, connection_options
-from bridge.config import DEFAULT_DATASETS, ConnectionSettings
+from bridge.config import ConnectionSettings
 
 
 @click.command()
@@ -22,9 +22,9 @@ from bridge.config import DEFAULT_DATASETS, ConnectionSettings
 @click.option("--limit", type=click.IntRange(1), help="Ingest only the first N documents.")
 @click.option(
     "--dataset",
-    default=str(DEFAULT_DATASETS / "scifact"),
+    default="scifact",
     show_default=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A BEIR folder, or a collection's name (found as `dotbridge datasets list` shows).",
 )
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
@@ -34,7 +34,7 @@ def bench(
     out: Path,
     n_queries: int,
     limit: int | None,
-    dataset: Path,
+    dataset: str,
     device: str,
     batch_size: int,
     keep: bool,

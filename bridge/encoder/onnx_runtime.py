@@ -60,7 +60,7 @@ def require() -> None:
 
 def cache_root() -> Path:
     """Where exports live: below the dotbridge cache directory (DOTBRIDGE_HOME)."""
-    from bridge.nodes.files import base_dir
+    from bridge.home import base_dir
 
     return base_dir() / "onnx" / f"v{EXPORT_FORMAT}"
 
@@ -144,7 +144,7 @@ def graph_path(encoder: Encoder, folder: Path) -> Path:
 
 def _identity(encoder: Encoder) -> dict[str, Any]:
     """What a cached graph must have been made from to be used: recipe, weights, config."""
-    folder = model_folder(encoder.model_id)
+    folder = model_folder(encoder.source)
     config = folder / "config.json" if folder is not None else None
     config_sha = (
         hashlib.sha256(config.read_bytes()).hexdigest()
@@ -234,7 +234,7 @@ def _export(encoder: Encoder, graph: Path, identity: dict[str, Any]) -> None:
 def _eager_wrapper(encoder: Encoder) -> _LastHiddenState:
     # Eager attention traces to plain MatMul/Softmax nodes, which ONNX Runtime's transformer
     # optimizer fuses into its Attention kernel; the SDPA path does not fuse.
-    model = load_weights(encoder.model_id, attn_implementation="eager").float()
+    model = load_weights(encoder.source, attn_implementation="eager").float()
     return _LastHiddenState(model).eval()
 
 

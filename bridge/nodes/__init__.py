@@ -10,8 +10,8 @@ opensearch  the embedded OpenSearch node with k-NN (LocalNode)
 
 from __future__ import annotations
 
+from bridge.home import base_dir
 from bridge.nodes.elasticsearch import ElasticsearchNode
-from bridge.nodes.files import base_dir
 from bridge.nodes.opensearch import LocalNode
 from bridge.nodes.process import iter_java_processes
 

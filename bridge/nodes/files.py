@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import platformdirs
-
 from bridge.errors import NodeError
 
 MIN_FREE_BYTES = 1_500_000_000
 ASSEMBLED_MARKER = ".dotbridge-assembled"
-
-
-def base_dir() -> Path:
-    """Where downloads and nodes live: DOTBRIDGE_HOME, else the user's (root: the system) cache."""
-    if env := os.environ.get("DOTBRIDGE_HOME"):
-        return Path(env).expanduser()
-    if os.geteuid() == 0:
-        # The node runs as an unprivileged user, who cannot enter /root.
-        return Path(platformdirs.site_cache_dir("dotbridge"))
-    return Path(platformdirs.user_cache_dir("dotbridge"))
 
 
 def check_disk(path: Path) -> None:

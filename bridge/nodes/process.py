@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import requests
 
 from bridge.errors import NodeError
-from bridge.nodes.files import base_dir
+from bridge.home import base_dir
 
 SERVICE_USER = "nobody"
 # Variables that are the client's business, never the node's (it would carry them in its
