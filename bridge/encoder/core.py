@@ -16,7 +16,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from bridge.config import DEVICES, DTYPES, POOLINGS, QUANTIZATIONS, RUNTIMES, SEED_MODEL
+from bridge.config import (
+    DEVICES,
+    DTYPES,
+    POOLINGS,
+    QUANTIZATIONS,
+    RUNTIMES,
+    SEED_MODEL,
+    resolve_model,
+)
 from bridge.encoder.loading import (
     load_config_and_tokenizer,
     load_weights,
@@ -80,13 +88,14 @@ class Encoder:
             torch_dtype = _parse_dtype(dtype, self.device)
         self.batch_size = _positive_int("batch_size", batch_size)
 
-        self.model_id = str(model)
-        self.config, self.tokenizer = load_config_and_tokenizer(self.model_id)
+        self.model_id = str(model)  # as given: what an index records
+        self.source = resolve_model(self.model_id)  # where it loads from (`minilm`: the package)
+        self.config, self.tokenizer = load_config_and_tokenizer(self.source)
         self.dtype = str(torch_dtype).removeprefix("torch.")
         self.dim = int(self.config.hidden_size)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-        st = sentence_transformers_settings(self.model_id)
+        st = sentence_transformers_settings(self.source)
         if pooling is None:
             if st.pooling is not None and st.pooling not in POOLINGS:
                 raise ValueError(
@@ -124,7 +133,7 @@ class Encoder:
             self.model = None  # on a cache hit the torch weights are never loaded
             self._forward = onnx_runtime.session_for(self)
         else:
-            self.model = load_weights(self.model_id)
+            self.model = load_weights(self.source)
             self.model.to(device=self.device, dtype=torch_dtype)
             self._forward = functools.partial(_torch_forward, self.model, self.device)
 
@@ -135,7 +144,7 @@ class Encoder:
         Indexes record it, so that a local copy of a hub model (or the same package in another
         virtualenv) counts as the model that made the vectors. None when no file is found.
         """
-        folder = model_folder(self.model_id)
+        folder = model_folder(self.source)
         if folder is None:
             return None
         files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))

@@ -126,7 +126,7 @@ def _load_failure(model_id: str, exc: Exception) -> str:
     return (
         f"Could not load model {model_id!r} (offline or unknown id): download it once with "
         f"`hf download {model_id} --local-dir DIR` on a machine with internet and "
-        "pass --model DIR."
+        "pass --model DIR, or use the packaged all-MiniLM-L6-v2 offline with --model minilm."
     )
 
 
