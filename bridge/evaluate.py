@@ -302,14 +302,56 @@ def run_eval(
     seconds = time.perf_counter() - started
     run = hits_to_run(qids, results, drop_self=drop_self, k=k)
     run_path = write_run(run, out, tag) if out is not None else None
-    if measures is None:
-        measures = measures_for(k, min_relevant_grade)
+    if measures is None:  # recall only at depths the run reaches (rerank stops at --candidates)
+        measures = measures_for(run_depth(run), min_relevant_grade)
     return EvalResult(evaluate(run, qrels, measures), run, len(qids), seconds, run_path)
+
+
+def run_depth(run: Mapping[str, Mapping[str, float]]) -> int:
+    """How deep the run goes: the most documents any query got."""
+    return max((len(docs) for docs in run.values()), default=0)
+
+
+def missing_judged(client: Client, index: str, qrels: Qrels, *, chunk: int = 5000) -> int:
+    """How many of the judged documents are not in `index` (an index that holds only part of
+    the collection scores lower for it, and the eval says so)."""
+    judged = sorted({doc for docs in qrels.values() for doc in docs})
+    present = 0
+    for start in range(0, len(judged), chunk):
+        ids = judged[start : start + chunk]
+        answer = client.count(index=index, body={"query": {"ids": {"values": ids}}})
+        present += int(answer["count"])
+    return len(judged) - present
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class DatasetEval:
+    """One `dotbridge eval`: the split, its metrics, and the judged documents not in the index
+    (None when a given run was scored without an index)."""
+
+    split: Split
+    metrics: dict[str, float]
+    missing_judged: int | None
+
+    @property
+    def judged(self) -> int:
+        return len({doc for docs in self.split.qrels.values() for doc in docs})
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.split.min_relevant_grade > 1:
+            notes.append(f"(MRR and recall count grade >= {self.split.min_relevant_grade})")
+        if self.missing_judged:
+            notes.append(
+                f"{self.missing_judged:,} of the {self.judged:,} judged documents are not in "
+                "the index: the metrics count them as never found."
+            )
+        return notes
 
 
 def scores_run_as_is(mode: str, run_file: str | Path | None) -> bool:
@@ -332,26 +374,30 @@ def evaluate_dataset(
     split: str = "test",
     search_options: Mapping[str, Any] | None = None,
     progress: bool | None = None,
-) -> tuple[Split, dict[str, float]]:
+) -> DatasetEval:
     """What `dotbridge eval` does: search (or re-rank `run_file`, or score it as it is in bm25
-    mode) the judged queries of one split; returns the split and its metrics.
+    mode) the judged queries of one split; returns the split, its metrics and how many judged
+    documents the index lacks.
 
     The cluster is reached through `connect` and the model loaded only when the mode needs
     them; without `model.model`, the model the index recorded is used.
     """
-    data = load_split(dataset_dir, split)
+    from bridge.datasets import resolve
+
+    data = load_split(resolve(dataset_dir), split)
     if scores_run_as_is(mode, run_file):
         run = read_run(run_file)
-        depth = max((len(docs) for docs in run.values()), default=0)
-        return data, evaluate(run, data.qrels, measures_for(depth, data.min_relevant_grade))
+        measures = measures_for(run_depth(run), data.min_relevant_grade)
+        return DatasetEval(data, evaluate(run, data.qrels, measures), None)
     if run_file is not None and mode != "rerank":
         raise BadInput(f"--run goes with --mode rerank or bm25, not {mode}.")
     if index is None:
         raise BadInput(f"--mode {mode} searches an index: give its name with --index.")
     from bridge.search import open_searcher
 
+    client = connect()
     # Runs need ids and scores only: leave the documents on the server.
-    searcher = open_searcher(connect(), index, mode, model, source=False, **(search_options or {}))
+    searcher = open_searcher(client, index, mode, model, source=False, **(search_options or {}))
     result = run_eval(
         searcher,
         data.queries,
@@ -364,4 +410,4 @@ def evaluate_dataset(
         tag=f"dotbridge-{mode}",
         progress=progress,
     )
-    return data, result.metrics
+    return DatasetEval(data, result.metrics, missing_judged(client, index, data.qrels))

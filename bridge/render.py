@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -40,9 +41,18 @@ def hits_json_lines(hits: Sequence[Hit]) -> Iterator[str]:
         yield json.dumps(record, ensure_ascii=False)
 
 
-def metrics_block(title: str, metrics: Mapping[str, float]) -> str:
-    """A title line, then one indented `name value` line per metric (four decimals)."""
-    return "\n".join([title, *(f"  {name:<16} {value:.4f}" for name, value in metrics.items())])
+def display_name(measure: str) -> str:
+    """A metric as the README's tables name it: `RR(rel=2)@10` -> `MRR@10`, `R@100` -> `R@100`
+    (the relevance grade that counts is said once, beside the table)."""
+    name = re.sub(r"\(rel=\d+\)", "", measure)
+    return "MRR@10" if name == "RR@10" else name
+
+
+def metrics_block(title: str, metrics: Mapping[str, float], notes: Sequence[str] = ()) -> str:
+    """A title line, one indented `name value` line per metric (four decimals, the README's
+    names), then any notes, indented."""
+    lines = [f"  {display_name(name):<16} {value:.4f}" for name, value in metrics.items()]
+    return "\n".join([title, *lines, *(f"  {note}" for note in notes)])
 
 
 def fields(values: Mapping[str, object]) -> str:

@@ -17,7 +17,6 @@ from bridge.cli.options import (
 )
 from bridge.config import (
     DEFAULT_COLLECTIONS,
-    DEFAULT_DATASETS,
     MAX_RESULTS,
     MODES,
     ConnectionSettings,
@@ -34,7 +33,15 @@ from bridge.config import (
     type=click.Choice(MODES),
     help="bm25; rerank: BM25 candidates re-scored by the model; knn; hybrid: BM25 + k-NN fused.",
 )
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, MAX_RESULTS))
+@click.option(
+    "-k",
+    "--k",
+    "k",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, MAX_RESULTS),
+    help="How many hits to print.",
+)
 @searcher_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit instead of a table.")
 @model_options
@@ -71,16 +78,29 @@ def search(
 
 
 @click.command("eval")
-@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset")
 @click.option("--index", help="Index holding the collection's corpus (not needed to score --run).")
-@click.option("--mode", required=True, type=click.Choice(MODES))
+@click.option(
+    "--mode",
+    required=True,
+    type=click.Choice(MODES),
+    help="How each query is searched (as `dotbridge search --mode`).",
+)
 @click.option(
     "--run",
     "run_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A TREC run: re-ranked with --mode rerank, scored as it is with --mode bm25.",
 )
-@click.option("--k", default=1000, show_default=True, type=click.IntRange(1, MAX_RESULTS))
+@click.option(
+    "-k",
+    "--k",
+    "k",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, MAX_RESULTS),
+    help="How many hits per query the run keeps (recall is reported up to this depth).",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the TREC run.")
 @click.option("--drop-self", is_flag=True, help="Drop hits whose id is the query id (ArguAna).")
 @click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv.")
@@ -89,7 +109,7 @@ def search(
 @model_options
 @connection_options
 def eval_(
-    dataset_dir: Path,
+    dataset: str,
     index: str | None,
     mode: str,
     run_file: Path | None,
@@ -102,13 +122,17 @@ def eval_(
     model_settings: ModelSettings,
     settings: ConnectionSettings,
 ) -> None:
-    """Search the judged queries of a BEIR-format collection and print nDCG@10, MRR@10, recall."""
+    """Search the judged queries of a BEIR-format collection and print nDCG@10, MRR@10, recall.
+
+    DATASET is a folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or a collection's name,
+    found as `dotbridge datasets list` shows.
+    """
     from bridge.client import connect
     from bridge.evaluate import evaluate_dataset, scores_run_as_is
     from bridge.render import metrics_block
 
-    data, metrics = evaluate_dataset(
-        dataset_dir,
+    result = evaluate_dataset(
+        dataset,
         mode=mode,
         connect=lambda: connect(settings),
         model=model_settings,
@@ -123,7 +147,9 @@ def eval_(
     )
     if out is not None and not scores_run_as_is(mode, run_file):
         click.echo(f"run: {out}")  # a run was searched and written
-    click.echo(metrics_block(f"{data.name} ({len(data.queries)} queries), {mode}:", metrics))
+    data = result.split
+    title = f"{data.name} ({len(data.queries)} queries), {mode}:"
+    click.echo(metrics_block(title, result.metrics, result.notes()))
 
 
 @click.command("eval-all")
@@ -135,10 +161,9 @@ def eval_(
 @click.option("--collections", default=",".join(DEFAULT_COLLECTIONS), show_default=True)
 @click.option(
     "--datasets",
-    default=str(DEFAULT_DATASETS),
-    show_default=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Directory holding the BEIR-format collections.",
+    help="Directory holding the BEIR-format collections. Default: each found in "
+    "$DOTBRIDGE_DATASETS, ../shared/datasets or dotbridge's cache (`dotbridge datasets`).",
 )
 @click.option("--modes", default=",".join(MODES), show_default=True)
 @click.option(
@@ -155,7 +180,7 @@ def eval_(
 def eval_all(
     readme: Path | None,
     collections: str,
-    datasets: Path,
+    datasets: Path | None,
     modes: str,
     runs_dir: Path,
     device: str,
