@@ -18,8 +18,6 @@ from bridge.config import MODES, SEED_MODEL, ConnectionSettings, minilm_model_di
 from bridge.encoder import Encoder, ModelLoadError
 from bridge.render import hits_table
 
-REPO = Path(__file__).resolve().parents[1]
-SCIFACT = REPO.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 DEMO_QUERY = "Vitamin D deficiency is associated with a higher risk of fractures."
 
 # Used when no SciFact copy is at hand: a few passages written for this demo, the seed's two
@@ -83,7 +81,7 @@ def run_demo(
     from bridge.search import make_searcher
     from ingest.pipeline import ingest_corpus
 
-    settings = _cluster(settings, say)
+    settings, started = _cluster(settings, say)
     client = connect(settings)
     backend = backend_of(client)
     plugins = sorted({p["component"] for p in client.cat.plugins(format="json")})
@@ -95,25 +93,34 @@ def run_demo(
         say(chosen.note)
     encoder = chosen.encoder
     say(f"Model: {encoder!r}")
-    corpus, label = sample_corpus(nodes.base_dir() / "demo")
+    corpus = sample_corpus(nodes.base_dir() / "demo")
     index = demo_index(model, chosen)
-    say(f"Ingesting the first {docs} records of {label} into {index!r} ...")
-    stats = ingest_corpus(corpus, client=client, index=index, encoder=encoder, limit=docs)
+    say(f"Ingesting {corpus.describe(docs)} into {index!r} ...")
+    stats = ingest_corpus(corpus.path, client=client, index=index, encoder=encoder, limit=docs)
     say(f"{index}: {stats.summary()}")
     query = query or DEMO_QUERY
     for mode in MODES:
         searcher = make_searcher(mode, client, index, encoder=None if mode == "bm25" else encoder)
         say(f"\n{mode}: {query!r}")
         say(hits_table(searcher.search(query, k=k)))
+    if started is not None:
+        say(
+            f"\nThe local OpenSearch node is still running at {started.url} (the index "
+            f"{index!r} with it), for your own searches: `dotbridge search TEXT --index {index} "
+            "--mode knn`. Stop it with `dotbridge opensearch stop`."
+        )
 
 
-def _cluster(settings: ConnectionSettings, say: Callable[[str], None]) -> ConnectionSettings:
-    """The local node, started when no cluster was named (no OPENSEARCH_URL, default URL)."""
+def _cluster(
+    settings: ConnectionSettings, say: Callable[[str], None]
+) -> tuple[ConnectionSettings, nodes.LocalNode | None]:
+    """The local node, started when no cluster was named (no OPENSEARCH_URL, default URL);
+    the node is returned when the demo uses it, so that the demo can say how to stop it."""
     node = nodes.LocalNode()
     if os.environ.get("OPENSEARCH_URL") or settings.url != node.url:
-        return settings
+        return settings, None
     say(f"Starting the local OpenSearch node (cache {node.base}) ...")
-    return ConnectionSettings(url=node.start())
+    return ConnectionSettings(url=node.start()), node
 
 
 def demo_index(model: str | None, chosen: DemoModel) -> str:
@@ -148,15 +155,36 @@ def choose_model(model: str | None, *, device: str = "auto") -> DemoModel:
         return DemoModel(Encoder(minilm_model_dir(), device=device), note)
 
 
-def sample_corpus(tmp_dir: Path) -> tuple[Path, str]:
-    """A SciFact copy beside the repository when there is one, else the built-in passages."""
-    path = Path(os.environ.get("DOTBRIDGE_DEMO_CORPUS", SCIFACT))
-    if path.is_file():
-        return path, f"SciFact ({path})"
+@dataclass(frozen=True)
+class SampleCorpus:
+    path: Path
+    label: str
+    size: int | None  # known for the built-in passages; a file is read only by the ingest
+
+    def describe(self, limit: int) -> str:
+        """What the demo ingests, truthfully: `the 6 built-in sample passages`, or
+        `the first 500 records of SciFact (...)`."""
+        if self.size is not None and self.size <= limit:
+            return f"the {self.size} {self.label}"
+        return f"the first {limit} records of {self.label}"
+
+
+def sample_corpus(tmp_dir: Path) -> SampleCorpus:
+    """$DOTBRIDGE_DEMO_CORPUS, else SciFact where bridge.datasets finds it, else the built-in
+    passages."""
+    from bridge.datasets import find
+
+    scifact = find("scifact")
+    chosen = os.environ.get("DOTBRIDGE_DEMO_CORPUS") or (
+        str(scifact / "corpus.jsonl") if scifact is not None else None
+    )
+    if chosen and Path(chosen).is_file():
+        return SampleCorpus(Path(chosen), f"{Path(chosen).parent.name} ({chosen})", None)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     out = tmp_dir / "demo-corpus.jsonl"
-    out.write_text("".join(json.dumps(r) + "\n" for r in _builtin()), encoding="utf-8")
-    return out, "the built-in sample passages"
+    records = list(_builtin())
+    out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return SampleCorpus(out, "built-in sample passages", len(records))
 
 
 def _builtin() -> Iterator[dict[str, str]]:

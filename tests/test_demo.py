@@ -27,6 +27,8 @@ def test_demo_runs_every_mode_with_the_fallback_model(opensearch_settings, os_cl
         out = result.output
         assert "cannot be loaded here" in out and "all-MiniLM-L6-v2" in out
         n = len(BUILTIN_PASSAGES)
+        # The story tells what is ingested: all 6 passages, not "the first 500 records".
+        assert f"Ingesting the {n} built-in sample passages into" in out
         assert f"read {n}, indexed {n}, rejected 0" in out
         for mode in ("bm25", "rerank", "knn", "hybrid"):
             assert f"\n{mode}: 'what is the transformers library'" in out
