@@ -1,25 +1,34 @@
-# Everything a fresh machine needs: a virtualenv with dotbridge, then the demo or the tests.
+# Everything a fresh machine needs: a virtualenv with dotbridge at the locked versions, then the
+# demo or the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+EXTRAS := test,bench,serve
+# The exact versions the test suite passed with (pip-tools; `make lock` refreshes it).
+LOCK := constraints.txt
 
-.PHONY: install demo test lint format bench eval drills clean
+.PHONY: install demo test check-data lint format lock test-latest bench eval drills clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,serve]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
 demo: install
 	$(BIN)/dotbridge demo
 
-test: install
+# The datasets are checked first, with the standard library only: a machine without them hears
+# in seconds how to get them, before anything is installed.
+test: check-data install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -v
+
+check-data:
+	@$(PYTHON) -m bridge.datasets check
 
 lint: install
 	$(BIN)/ruff check .
@@ -27,6 +36,25 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Re-resolve every extra's dependencies to the newest releases that pyproject.toml allows and
+# write them to the lock; run `make test` before committing it.
+lock: install
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --upgrade --all-extras --strip-extras --no-emit-index-url \
+		--no-emit-find-links --unsafe-package dotbridge -o $(LOCK) pyproject.toml
+
+# The suite on the newest releases (no lock) in a virtualenv of its own; prints what moved
+# against the lock first.
+LATEST := .venv-latest
+test-latest: check-data
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade -e '.[$(EXTRAS)]'
+	$(LATEST)/bin/python .ci/what_moved.py $(LOCK)
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/python -m pytest -v
 
 # Issue 13's speed targets in one run (all-MiniLM-L6-v2 on the CPU, SciFact, OpenSearch at
 # OPENSEARCH_URL or a local node on BENCH_PORT): prints the table and writes it into README.md.
@@ -44,4 +72,4 @@ drills: install
 	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme README.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache .ruff_cache
