@@ -210,3 +210,13 @@ def test_describe_failure_without_settings_names_no_url_or_timeout():
         "The cluster accepted the connection but sent no answer in time: check that it is a "
         "healthy OpenSearch node, or raise --timeout."
     )
+
+
+def test_minilm_names_the_packaged_model_unless_a_folder_is_called_so(tmp_path, monkeypatch):
+    from bridge.config import minilm_model_dir, resolve_model
+
+    assert resolve_model("minilm") == str(minilm_model_dir()) == resolve_model("MiniLM")
+    assert resolve_model("org/model") == "org/model"
+    (tmp_path / "minilm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("minilm") == "minilm"  # the user's own folder of that name

@@ -256,3 +256,22 @@ def test_run_files_are_read_in_trec_eval_order(tmp_path: Path) -> None:
     # The rank column disagrees with the scores; trec_eval ignores it, and so do we.
     path.write_text("q Q0 a 1 1.0 t\nq Q0 b 2 3.0 t\nq Q0 d 3 1.0 t\nq Q0 c 4 2.0 t\n")
     assert list(ev.read_run(path)["q"]) == ["b", "c", "d", "a"]
+
+
+def test_recall_is_measured_only_as_deep_as_the_run_goes() -> None:
+    """A run that stops at 150 hits (rerank of the BM25 top 150) reports R@100 but not R@1000,
+    which would only repeat the recall of its 150; a 1000-deep run reports both."""
+
+    class Capped(FakeSearcher):
+        def __init__(self, cap: int) -> None:
+            super().__init__()
+            self.cap = cap
+
+        def search_many(self, queries, k=10):
+            return [hits[: self.cap] for hits in super().search_many(queries, k)]
+
+    qrels = {"q1": {"d3": 1}}
+    shallow = ev.run_eval(Capped(150), {"q1": "q1"}, qrels, k=1000)
+    assert list(shallow.metrics) == ["nDCG@10", "RR@10", "R@100"]
+    deep = ev.run_eval(Capped(1000), {"q1": "q1"}, qrels, k=1000)
+    assert list(deep.metrics) == ["nDCG@10", "RR@10", "R@100", "R@1000"]
