@@ -147,6 +147,9 @@ class RecordStream:
                     continue
                 # A byte-order mark (of the file, or of a file concatenated into it) is no text.
                 line = line.removeprefix("\ufeff").rstrip("\r\n")
+                if self.format == "tsv" and self.nonblank_lines == 1 and _tsv_header(line):
+                    yield Rejected(line_no, None, f"a header line ({line!r}), not a passage")
+                    continue
                 yield parse(line_no, line, self._fields)
         except _Corrupt as exc:
             if self._shard.takes(exc.line):  # one worker reports it, not each of them
@@ -358,6 +361,16 @@ def _parse_tsv(line_no: int, line: str, fields: Fields) -> Record | Rejected:
             f"expected 2 tab-separated columns (id, passage), got {len(parts)}",
         )
     return _record(line_no, parts[0], None, parts[1], fields)
+
+
+TSV_ID_HEADERS = frozenset({"id", "_id", "pid", "docid", "doc_id", "did", "passage_id", "qid"})
+TSV_TEXT_HEADERS = frozenset({"text", "passage", "body", "content", "contents", "document"})
+
+
+def _tsv_header(line: str) -> bool:
+    """Whether a TSV's first line names its columns (`id<TAB>text`) instead of holding one."""
+    parts = [part.strip().lower() for part in line.split("\t")]
+    return len(parts) == 2 and parts[0] in TSV_ID_HEADERS and parts[1] in TSV_TEXT_HEADERS
 
 
 def _record(

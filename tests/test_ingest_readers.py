@@ -45,6 +45,17 @@ def test_tsv_lines_with_three_or_four_columns_are_rejected_not_glued(tmp_path):
     assert out[3] == Record(4, "4", "", "ok")
 
 
+@pytest.mark.parametrize("header", ["id\ttext", "pid\tpassage", "docid\tText", "\ufeff_id\ttext"])
+def test_a_tsv_header_line_is_rejected_with_its_reason_not_indexed(tmp_path, header):
+    path = write_lines(tmp_path / "c.tsv", ["", header, "0\tfirst passage", "id\ttext"])
+    out = list(read_records(path))
+    assert out[0] == Rejected(
+        2, None, f"a header line ({header.lstrip(chr(0xFEFF))!r}), not a passage"
+    )
+    # Only the first line can be a header: later, `id<TAB>text` is a record like any other.
+    assert out[1:] == [Record(3, "0", "", "first passage"), Record(4, "id", "", "text")]
+
+
 def test_custom_json_fields(tmp_path):
     path = write_lines(tmp_path / "x.jsonl", [json.dumps({"pid": 7, "body": "hello"})])
     out = list(read_records(path, fields=Fields(id="pid", text="body", title=None)))
