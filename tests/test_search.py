@@ -155,7 +155,7 @@ def test_bm25_body_is_a_multi_match_without_query_syntax():
     assert match["fields"] == ["title", "text"]
     assert "analyzer" not in match
     assert body["sort"][0] == {"_score": {"order": "desc"}}
-    assert body["sort"][1] == {"doc_id": {"order": "desc"}}
+    assert body["sort"][1] == {"doc_id": {"order": "desc", "unmapped_type": "keyword"}}
     assert body["_source"] == {"excludes": ["vector"]}
     assert "query_string" not in json.dumps(body)
 

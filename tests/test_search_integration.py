@@ -638,3 +638,22 @@ def test_a_query_that_is_not_valid_unicode_searches_in_every_mode(all_searchers,
         # (which re-scores BM25's candidates) find nothing; k-NN and hybrid still rank.
         no_terms = "growth" not in query and name.startswith(("bm25", "rerank"))
         assert len(hits) == (0 if no_terms else 3), name
+
+
+def test_bm25_searches_an_index_that_dotbridge_did_not_make(engine, client, engine_index):
+    """An index with title and text but no doc_id field (made by someone else): BM25 answers,
+    equal scores simply without the doc-id tie-break, instead of a sort error."""
+    fields = {"title": {"type": "text"}, "text": {"type": "text"}}
+    client.indices.create(index=engine_index, body={"mappings": {"properties": fields}})
+    docs = {"a": "vitamin d and bone", "b": "sleep and fatigue", "c": "vitamin d deficiency"}
+    for doc_id, text in docs.items():
+        client.index(index=engine_index, id=doc_id, body={"title": "", "text": text})
+    client.indices.refresh(index=engine_index)
+    result = CliRunner().invoke(
+        main,
+        ["search", "vitamin d", "--index", engine_index, "--mode", "bm25", "--json"],
+        env=engine.env,
+    )
+    assert result.exit_code == 0, result.output
+    ids = [json.loads(line)["doc_id"] for line in result.output.splitlines()]
+    assert sorted(ids) == ["a", "c"]

@@ -29,8 +29,12 @@ ANALYZE_MAX_CHARS = 8192
 MAX_QUERY_TERMS = 256
 
 # Equal scores are ordered by doc id, descending as trec_eval orders them: runs are reproducible,
-# both re-ranking paths agree, and a run file means to trec_eval what `search` returned.
-SORT = [{"_score": {"order": "desc"}}, {"doc_id": {"order": "desc"}}]
+# both re-ranking paths agree, and a run file means to trec_eval what `search` returned. An index
+# not made by dotbridge has no doc_id: `unmapped_type` lets BM25 search it without the tie-break.
+SORT = [
+    {"_score": {"order": "desc"}},
+    {"doc_id": {"order": "desc", "unmapped_type": "keyword"}},
+]
 
 
 def check_query(query: str) -> str:
