@@ -126,6 +126,35 @@ def spec_from_mapping(index: str, mappings: dict[str, Any]) -> IndexSpec:
     return spec
 
 
+# What both engines refuse in an index name (MetadataCreateIndexService.validateIndexOrAliasName).
+_INDEX_NAME_FORBIDDEN = '\\/*?"<>| ,#:'
+MAX_INDEX_NAME_BYTES = 255
+
+
+def check_index_name(index: str) -> str:
+    """The name unchanged; BadInput in one sentence when the cluster would refuse it."""
+    problem = None
+    if not index:
+        problem = "is empty"
+    elif index != index.lower():
+        problem = "has upper-case letters"
+    elif bad := sorted({c for c in index if c in _INDEX_NAME_FORBIDDEN}):
+        problem = "contains " + " ".join(repr(c) for c in bad)
+    elif index.startswith(("_", "-", "+")):
+        problem = f"starts with {index[0]!r}"
+    elif index in (".", ".."):
+        problem = "is . or .."
+    elif len(index.encode()) > MAX_INDEX_NAME_BYTES:
+        problem = f"is longer than {MAX_INDEX_NAME_BYTES} bytes"
+    if problem:
+        hint = f" ({index.lower()!r})" if problem == "has upper-case letters" else ""
+        raise BadInput(
+            f"Index name {index!r} {problem}, which OpenSearch and Elasticsearch refuse: use "
+            f"lower-case letters, digits, '-', '_' and '.'{hint}."
+        )
+    return index
+
+
 def missing_index(index: str) -> BadInput:
     return BadInput(
         f"Index {index!r} does not exist: build it first with `dotbridge ingest` "

@@ -31,7 +31,13 @@ from tqdm import tqdm
 from bridge import backends
 from bridge.backends import Client
 from bridge.errors import BadInput, ConnectionFailed, DotbridgeError, IngestFailed, error_reason
-from bridge.indexes import IndexOptions, IndexSpec, ensure_index, refresh_paused
+from bridge.indexes import (
+    IndexOptions,
+    IndexSpec,
+    check_index_name,
+    ensure_index,
+    refresh_paused,
+)
 from ingest.bulk import BulkWriter, Patience, TransientItems, fetch_origins, is_transient, judge
 from ingest.ledger import IngestStats, Ledger, RejectsFile, default_rejects_path
 from ingest.readers import Fields, Record, Rejected, Shard, read_records
@@ -69,6 +75,7 @@ def ingest_corpus(
     functions, called only once the input has a record and the rejects file is ours, so a
     mistyped path costs neither a model load nor a connection, and creates nothing.
     """
+    check_index_name(index)  # before anything is read, loaded, connected or created
     shard = shard or Shard()
     records = read_records(corpus, fmt=fmt, fields=fields or Fields(), shard=shard, limit=limit)
     first = next(records, None)

@@ -186,6 +186,12 @@ CASES: dict[str, Case] = {
     ),
     "bom-mid-file": Case(lines(j("a")) + b"\xef\xbb\xbf" + lines(j("b")), {"a", "b"}),
     "tsv-lines-in-jsonl": Case(lines(j("a"), "1\tpassage"), {"a"}, {2: "not valid JSON"}),
+    "tsv-header-line": Case(
+        lines("id\ttext", "1\tpassage one", "2\tpassage two"),
+        {"1", "2"},
+        {1: "a header line ('id\\ttext'), not a passage"},
+        name="collection.tsv",
+    ),
     "only-bad-lines": Case(
         lines("{broken", "}", "nope"), set(), {1: "not valid JSON", 2: "", 3: ""}
     ),
@@ -239,3 +245,33 @@ def test_hostile_input_through_the_cli(
     assert sorted(got) == sorted(case.rejected)
     for line, part in case.rejected.items():
         assert part in got[line], (line, got[line])
+
+
+@pytest.mark.parametrize(
+    ("index", "problem"),
+    [
+        ("SciFact", "has upper-case letters, which OpenSearch and Elasticsearch refuse"),
+        ("a/b", "contains '/'"),
+        ("_hidden", "starts with '_'"),
+        ("two words", "contains ' '"),
+    ],
+)
+def test_an_index_name_the_cluster_refuses_is_one_sentence_before_anything_else(
+    index, problem, os_client, opensearch_settings, tmp_path
+):
+    """Refused before the input is read, a model loaded (this one does not even exist) or the
+    cluster asked: one sentence naming what is wrong, nothing created."""
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(j("a") + "\n")
+    args = ["ingest", str(corpus), "--index", index, "--model", str(tmp_path / "no-model")]
+    result = CliRunner().invoke(main, args, env={"OPENSEARCH_URL": opensearch_settings.url})
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: Index name {index!r} {problem}"), line
+    assert "--engine" not in line and "model" not in line
+    assert not os_client.indices.exists(index=index.lower().replace("/", "-").strip("_"))
+    assert not list(tmp_path.glob("*.rejects.jsonl"))
