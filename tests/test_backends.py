@@ -247,3 +247,13 @@ def test_elasticsearch_clients_timeouts_and_refusals_are_one_sentence_each():
     # Named by --backend, nothing answering: detection names that engine as well.
     with pytest.raises(ConnectionFailed, match=f"No Elasticsearch answers at {closed.url}"):
         connect(closed)
+
+
+@pytest.mark.parametrize("backend", [OS, ES], ids=["opensearch", "elasticsearch"])
+def test_a_converted_score_prints_as_the_float32_the_engine_computed(backend):
+    """The engine scores in float32 and sends 1.4908006; 1.4908006 - 1 in float64 would print
+    0.49080060000000003 in --json and in the API. The similarity is that float32, shortest."""
+    assert to_similarity(1.4908006, "dot", backend) == 0.4908006
+    assert json.dumps(to_similarity(1.4908006, "dot", backend)) == "0.4908006"
+    assert json.dumps(to_similarity(0.83716214, "cosine", backend)) == "0.6743243"
+    assert to_similarity(0.5, "dot", backend) == -1.0  # 1 / (1 - d) for d < 0

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from bridge.errors import ConnectionFailed
 from mappings import Similarity
 
@@ -199,5 +201,13 @@ def lucene_to_similarity(score: float, similarity: str | Similarity) -> float:
     scores follow these conventions (measured: see each backend)."""
     sim = Similarity.parse(similarity)
     if sim is Similarity.DOT:
-        return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score
-    return 2.0 * score - 1.0
+        value = score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score
+    else:
+        value = 2.0 * score - 1.0
+    return as_float32(value)
+
+
+def as_float32(value: float) -> float:
+    """`value` at the float32 precision the engine scored in, as its shortest decimal: 1.4908006
+    - 1 is 0.4908006, not 0.49080060000000003 (float64 arithmetic on a float32 score)."""
+    return float(str(np.float32(value)))
