@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -292,3 +295,21 @@ def test_model_minilm_is_the_packaged_model_and_the_index_records_the_name(
     by_dir = runner.invoke(main, [*query, "--mode", "knn", "--model", str(minilm_dir)], env=env)
     assert recorded.exit_code == 0 and by_dir.exit_code == 0, recorded.output + by_dir.output
     assert json_ids(recorded.output) == json_ids(by_dir.output) and json_ids(recorded.output)
+
+
+def test_search_piped_into_head_ends_quietly(os_client, index_name, own_model, env, tmp_path):
+    """`dotbridge search ... | head -1`: head leaves after one line; the rest of the output goes
+    nowhere, with no `Error: Broken pipe.` and no traceback."""
+    ingest_slice(os_client, index_name, own_model, tmp_path, pooling="mean")
+    search = [sys.executable, "-m", "bridge", "search", "cells", "--index", index_name]
+    search += ["--mode", "bm25", "-k", "300", "--json"]
+    proc = subprocess.run(
+        ["bash", "-c", 'set -o pipefail; "$@" 2>"$ERR" | head -1', "bash", *search],
+        env={**os.environ, **env, "ERR": str(tmp_path / "stderr")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(proc.stdout.splitlines()) == 1 and json.loads(proc.stdout)["rank"] == 1
+    assert (tmp_path / "stderr").read_text() == ""
+    assert proc.returncode == 141  # the search's status through pipefail: SIGPIPE's 128 + 13

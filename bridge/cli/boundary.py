@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from bridge.errors import BadInput, DotbridgeError
 
 # The name the boundary always logged under: `-vv` output stays the same.
 log = logging.getLogger("bridge.cli")
+BROKEN_PIPE = 141
 
 
 class Dotbridge(click.Group):
@@ -22,6 +24,12 @@ class Dotbridge(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # `dotbridge search ... | head`: the reader has what it wanted. No message; the rest
+            # of the output goes nowhere, and the status is a shell's for SIGPIPE (128 + 13).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(BROKEN_PIPE) from None
         except Exception as exc:
             raise user_error(exc) from exc
 
