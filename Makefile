@@ -7,7 +7,7 @@ EXTRAS := test,bench,serve
 # The exact versions the test suite passed with (pip-tools; `make lock` refreshes it).
 LOCK := constraints.txt
 
-.PHONY: install demo test check-data lint format lock test-latest bench eval drills clean
+.PHONY: install demo test check-data data lint format lock test-latest bench eval drills clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ test: check-data install
 
 check-data:
 	@$(PYTHON) -m bridge.datasets check
+
+# The public collections into dotbridge's cache (one of the three places the data is found).
+data: install
+	$(BIN)/dotbridge datasets fetch scifact nfcorpus
 
 lint: install
 	$(BIN)/ruff check .
@@ -57,19 +61,19 @@ test-latest: check-data
 	$(LATEST)/bin/python -m pytest -v
 
 # Issue 13's speed targets in one run (all-MiniLM-L6-v2 on the CPU, SciFact, OpenSearch at
-# OPENSEARCH_URL or a local node on BENCH_PORT): prints the table and writes it into README.md.
+# OPENSEARCH_URL or a local node on BENCH_PORT): prints the table and writes it into docs/speed.md.
 BENCH_PORT ?= 9282
 bench: install
-	$(BIN)/python benchmarks/targets.py --port $(BENCH_PORT) --readme README.md
+	$(BIN)/python benchmarks/targets.py --port $(BENCH_PORT) --readme docs/speed.md
 
 eval: install
-	$(BIN)/dotbridge eval-all --readme README.md
+	$(BIN)/dotbridge eval-all --readme docs/evaluation.md
 
 # Fault drills: kills, node crashes, a 429 storm, fuzzed queries, gateway clients through a node
 # restart (real nodes; ~25 min).
 DRILL_PORTS ?= 9291,9292
 drills: install
-	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme README.md
+	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme docs/drills.md
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache .ruff_cache

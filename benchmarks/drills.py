@@ -1,6 +1,6 @@
 """Fault drills: real `dotbridge` processes against real nodes, faults injected, outcomes checked.
 
-    python benchmarks/drills.py [--readme README.md] [--ports 9291,9292[,GATEWAY]] [--seed 7]
+    python benchmarks/drills.py [--readme docs/drills.md] [--ports 9291,9292[,GATEWAY]] [--seed 7]
         [--queries 10000] [--only NAME,NAME]
 
 Nodes are dotbridge's own local nodes (bridge.nodes, from Maven Central); the model is the
@@ -728,7 +728,7 @@ def table(outcomes: list[Outcome], seed: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, help="Write the table into this README.")
+    parser.add_argument("--readme", type=Path, help="Write the table between its markers in this file (docs/drills.md).")
     parser.add_argument(
         "--ports",
         default="9291,9292",

@@ -1,7 +1,7 @@
 """What int8 costs: all-MiniLM-L6-v2 quantized (ONNX Runtime, dynamic int8) against float32.
 
     python benchmarks/int8_quality.py [--url URL] [--collections scifact,nfcorpus]
-        [--datasets DIR] [--readme README.md] [--out benchmarks/results/int8_quality.json]
+        [--datasets DIR] [--readme docs/evaluation.md] [--out benchmarks/results/int8_quality.json]
 
 For each collection: the float32 index `eval-minilm-NAME` (the one `dotbridge eval-all` fills,
 torch) and an int8 index `eval-minilm-int8-NAME` (every passage encoded by the int8 model, as
@@ -27,7 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from harness import cosines  # noqa: E402
 
 from bridge.client import connect  # noqa: E402
-from bridge.config import DEFAULT_DATASETS, ConnectionSettings, minilm_model_dir  # noqa: E402
+from bridge.config import ConnectionSettings, minilm_model_dir  # noqa: E402
+from bridge.datasets import locate  # noqa: E402
 from bridge.encoder import Encoder  # noqa: E402
 from bridge.evaluate import load_split  # noqa: E402
 from bridge.report import (  # noqa: E402
@@ -43,8 +44,8 @@ TOLERANCE = 0.005  # the issue's target: nDCG@10 within this of float32
 PASSAGE_SAMPLE = 1000
 
 
-def measure(client, name: str, datasets: Path, encoders: dict[str, Encoder]) -> dict:
-    split = load_split(datasets / name)
+def measure(client, name: str, datasets: Path | None, encoders: dict[str, Encoder]) -> dict:
+    split = load_split(datasets / name if datasets is not None else locate(name))
     result: dict = {"collection": split.name, "queries": len(split.queries), "ndcg@10": {}}
     for label, encoder in encoders.items():
         index = index_name(split.name, "minilm" if label == "float32" else "minilm-int8")
@@ -97,7 +98,7 @@ def render(results: list[dict], engine: str) -> str:
             f"| {res['collection']} | {q['mean']:.4f} / {q['min']:.4f} ({q['n']}) | "
             f"{p['mean']:.4f} / {p['min']:.4f} ({p['n']} sampled) |"
         )
-    lines += ["", "```bash", "python benchmarks/int8_quality.py --readme README.md", "```"]
+    lines += ["", "```bash", "python benchmarks/int8_quality.py --readme docs/evaluation.md", "```"]
     return "\n".join(lines)
 
 
@@ -105,7 +106,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200"))
     parser.add_argument("--collections", default="scifact,nfcorpus")
-    parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
+    parser.add_argument(
+        "--datasets", type=Path, help="Default: each collection found by bridge.datasets."
+    )
     parser.add_argument("--readme", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/int8_quality.json"))
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """The speed targets of issue 13, measured in one run: `make bench` prints the table.
 
     python benchmarks/targets.py [--docs 2000] [--queries 300] [--port 9282]
-                                 [--out benchmarks/results/targets.json] [--readme README.md]
+                                 [--out benchmarks/results/targets.json] [--readme docs/speed.md]
 
 With all-MiniLM-L6-v2 on the CPU (HF_HUB_OFFLINE=1) against OPENSEARCH_URL's cluster, else a
 local node started on --port (and stopped afterwards), on SciFact:
@@ -57,7 +57,7 @@ README_BLOCK = "targets"
 DEFAULT_DOCS = 2000
 DEFAULT_QUERIES = 300  # SciFact's judged test queries: all of them
 NO_GPU = "not measured here: no GPU machine lent; run benchmarks/gpu.sh on one"
-NO_INT8_QUALITY = "not measured in this run: see README evaluation"
+NO_INT8_QUALITY = "not measured in this run: see docs/evaluation.md"
 
 # The encoders compared: (label, runtime, quantize). The first is what `dotbridge search` and
 # `dotbridge ingest` use by default on a float32 index, and the seed loop's runtime.
