@@ -728,7 +728,11 @@ def table(outcomes: list[Outcome], seed: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, help="Write the table between its markers in this file (docs/drills.md).")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="Write the table between its markers in this file (docs/drills.md).",
+    )
     parser.add_argument(
         "--ports",
         default="9291,9292",
