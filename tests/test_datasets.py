@@ -186,3 +186,11 @@ def test_check_in_a_clone_without_data_stops_with_one_sentence(tmp_path):
         [sys.executable, "-S", "-m", "bridge.datasets", "check"], cwd=clone, env=env, timeout=60
     )
     assert proc.returncode == 0
+
+
+def test_path_prints_the_folder_for_scripts(tmp_path, cache, monkeypatch):
+    folder = write_collection(cache, "mini")
+    result = CliRunner().invoke(main, ["datasets", "path", "mini"])
+    assert result.exit_code == 0 and result.output == f"{folder}\n"
+    missing = CliRunner().invoke(main, ["datasets", "path", "other"])
+    assert missing.exit_code == 1 and "No copy of the dataset other was found" in missing.output

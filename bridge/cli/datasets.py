@@ -25,6 +25,15 @@ def list_() -> None:
 
 
 @datasets.command()
+@click.argument("name")
+def path(name: str) -> None:
+    """Print the folder of collection NAME (for scripts: `$(dotbridge datasets path scifact)`)."""
+    from bridge.datasets import locate
+
+    click.echo(locate(name))
+
+
+@datasets.command()
 @click.argument("names", nargs=-1, required=True)
 @click.option(
     "--from",
