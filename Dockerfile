@@ -1,14 +1,15 @@
 # dotbridge with the search gateway (`dotbridge serve`); docker-compose.yml runs it between
 # OpenSearch Dashboards and OpenSearch. CPU torch from PyPI; pass --device cuda on a GPU host.
-FROM python:3.12-slim
+# Python 3.11: the version the lock (constraints.txt) was resolved for.
+FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 HF_HOME=/cache/huggingface
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY bridge bridge
 COPY ingest ingest
 COPY mappings mappings
-RUN pip install '.[serve]' && useradd --create-home dotbridge && mkdir -p /cache \
+RUN pip install -c constraints.txt '.[serve]' && useradd --create-home dotbridge && mkdir -p /cache \
     && chown dotbridge /cache
 USER dotbridge
 EXPOSE 9210
