@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--object-store-bytes", type=int, required=True)
     args = parser.parse_args(argv)
     os.environ.update(LOOPBACK_ENV)
+    os.environ.pop("RAY_ADDRESS", None)  # else ray.init() joins the cluster it names
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _exit)
     ray: Any = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import ipaddress
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from typing import Any
 from bridge.config import ModelSettings
 from bridge.errors import BadInput, ConnectionFailed, DotbridgeError, IngestFailed
 from ingest.bulk import document_source
+from ingest.distributed.keeper import LOOPBACK_ENV
 from ingest.distributed.local import LocalRay, use_in_this_process
 from ingest.pipeline import Encoded
 from ingest.readers import Record
@@ -267,7 +269,12 @@ def start_ray_encoder(
     """Connect to the Ray cluster at `address` (None: start a local instance on loopback for
     this run), start the encoder workers and wait until each has loaded the model."""
     local = LocalRay(workers=workers or 1) if address is None else None
-    restore = use_in_this_process(local.env) if local is not None else _nothing
+    if local is not None:
+        restore = use_in_this_process(local.env)
+    elif _on_loopback(address):  # a cluster of this machine alone, started on 127.0.0.1
+        restore = use_in_this_process(LOOPBACK_ENV)
+    else:
+        restore = _nothing
     actors: list[Any] = []
     ray: Any = None
     try:
@@ -314,6 +321,18 @@ def start_ray_encoder(
 
 def _nothing() -> None:
     pass
+
+
+def _on_loopback(address: str | None) -> bool:
+    """Whether `address` (host:port, ray://host:port) names this machine's loopback: then the
+    driver's own Ray server must bind there too, or the cluster cannot reach it."""
+    host = (address or "").removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _connect(ray: Any, address: str | None, remote: bool) -> None:
