@@ -131,6 +131,7 @@ def use_in_this_process(env: dict[str, str]) -> Callable[[], None]:
     patched = constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False)
     if patched:
         constants.ENABLE_RAY_CLUSTER = False  # type: ignore[union-attr]
+    _reread_ray_config()
 
     def restore() -> None:
         for key, value in saved.items():
@@ -140,5 +141,15 @@ def use_in_this_process(env: dict[str, str]) -> Callable[[], None]:
                 os.environ[key] = value
         if patched:
             constants.ENABLE_RAY_CLUSTER = True  # type: ignore[union-attr]
+        _reread_ray_config()
 
     return restore
+
+
+def _reread_ray_config() -> None:
+    """Ray's core caches its settings (the authentication mode among them) from the
+    environment when loaded; where it is loaded already, have it read them again, as Ray does
+    itself when it turns token authentication on."""
+    raylet = sys.modules.get("ray._raylet")
+    if raylet is not None:
+        raylet.Config.initialize("")
