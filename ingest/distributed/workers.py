@@ -188,10 +188,7 @@ class RayEncoder:
         self._pids = [info["pid"] for info in loaded]
         self._pending: collections.deque[tuple[list[Record], Any, int]] = collections.deque()
         self._next = 0
-
-    @property
-    def restarts(self) -> int:
-        return sum(w.restarts for w in self.worker_stats)
+        self._closed = False
 
     def submit(self, records: list[Record], run_id: str) -> Iterator[Encoded]:
         slot = self._next % len(self._actors)
@@ -208,15 +205,14 @@ class RayEncoder:
 
     def close(self) -> None:
         """End the workers and the driver's connection, and a local instance with them."""
-        ray, self._pending = self._ray, collections.deque()
+        if self._closed:
+            return
+        self._closed = True
+        self._pending, self._actors = collections.deque(), []
         try:
-            for actor in self._actors:
-                try:
-                    ray.kill(actor)
-                except Exception as exc:  # already gone: nothing to end
-                    log.debug("ending an encoder worker: %s", exc)
-            self._actors = []
-            ray.shutdown()
+            # The workers are the driver's: ending its connection ends them (and, unlike
+            # killing them first, leaves no "task failed, will be retried" lines on stdout).
+            self._ray.shutdown()
         finally:
             if self._local is not None:
                 self._local.stop()
@@ -256,6 +252,10 @@ class RayEncoder:
             raise IngestFailed(
                 f"An encoder worker failed ({type(cause).__name__}: {_first_line(cause)}): "
                 f"fix that, then {resume}."
+            ) from exc
+        except exceptions.RayError as exc:  # Ray's own: memory, a lost object or node
+            raise IngestFailed(
+                f"Ray failed ({type(exc).__name__}: {_first_line(exc)}); {resume}."
             ) from exc
 
 
@@ -307,12 +307,7 @@ def start_ray_encoder(
         )
     except BaseException:
         if ray is not None:
-            for actor in actors:
-                try:
-                    ray.kill(actor)
-                except Exception as exc:
-                    log.debug("ending an encoder worker: %s", exc)
-            ray.shutdown()
+            ray.shutdown()  # ends the workers started so far, which are this driver's
         if local is not None:
             local.stop()
         restore()
