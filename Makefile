@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format bench eval drills clean
+.PHONY: install demo test lint format bench bench-ray eval drills clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,12 @@ format: install
 BENCH_PORT ?= 9282
 bench: install
 	$(BIN)/python benchmarks/targets.py --port $(BENCH_PORT) --readme README.md
+
+# Issue 21: plain ingest against --ray --workers 1 and 2 (MiniLM on the CPU, 5,000 SciFact
+# passages, a local node on BENCH_RAY_PORT): prints the table and writes it into docs/ray.md.
+BENCH_RAY_PORT ?= 9283
+bench-ray: install
+	$(BIN)/python benchmarks/bench_ray.py --port $(BENCH_RAY_PORT) --doc docs/ray.md
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme README.md
