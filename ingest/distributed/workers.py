@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -333,12 +334,15 @@ def _on_loopback(address: str | None) -> bool:
 def _connect(ray: Any, address: str | None, remote: bool) -> None:
     env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
     try:
-        ray.init(
-            address=address,
-            log_to_driver=False,
-            configure_logging=False,
-            runtime_env={"env_vars": env} if remote and env else None,
-        )
+        with warnings.catch_warnings():
+            # Ray's notices of what a future version will change are no news for the user.
+            warnings.simplefilter("ignore", FutureWarning)
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env={"env_vars": env} if remote and env else None,
+            )
     except Exception as exc:
         where = f"at {address!r}" if remote else "on this machine"
         raise ConnectionFailed(
