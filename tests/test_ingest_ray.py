@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from click.testing import CliRunner
 
+from bridge.cli import main
 from bridge.encoder import Encoder
+from ingest.distributed.keeper import LOOPBACK_ENV
 from ingest.distributed.local import LocalRay
 from ingest.distributed.workers import plan_workers
 from ingest.pipeline import ingest_corpus
@@ -191,6 +195,21 @@ def test_plan_gives_a_gpu_each_where_there_are_gpus_and_a_cpu_share_otherwise():
             plan_workers(resources, device=device, workers=workers)
 
 
+def test_ray_flags_that_cannot_be_meant_are_refused_before_anything_starts(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "a", "text": "x"}\n')
+    before = ray_processes()
+    runner = CliRunner()
+    for args, sentence in (
+        ([str(corpus), "--workers", "2"], "Error: --workers goes with --ray"),
+        (["--ray", str(corpus), str(corpus)], "names a file, not a Ray address"),
+    ):
+        result = runner.invoke(main, ["ingest", *args, "--index", "x"], env={"OPENSEARCH_URL": ""})
+        assert result.exit_code == 1 and sentence in result.output, result.output
+        assert "Traceback" not in result.output
+    assert ray_processes() == before
+
+
 def test_5000_records_and_20_hostile_lines_through_two_workers(
     os_client, opensearch_settings, index_name, tiny_model_dir, tmp_path
 ):
@@ -350,3 +369,17 @@ def test_kill_9_of_a_worker_on_a_users_cluster_loses_nothing(
         time.sleep(0.2)
     assert not cluster_workers(cluster)
     assert {"gcs_server", "raylet"} <= set(ray_processes().values())  # the cluster lives on
+
+
+def test_a_driver_without_the_token_is_refused(ray_cluster):
+    """The instance listens on loopback, which every user of the machine reaches: without its
+    token, nobody can run code on it."""
+    _, address = ray_cluster
+    probe = f"import ray; ray.init(address={address!r}); print('connected')"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env.update(LOOPBACK_ENV)
+    refused = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode != 0 and "connected" not in refused.stdout
+    assert "Authentication token is missing or incorrect" in refused.stderr
