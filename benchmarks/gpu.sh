@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU benchmark (seed-architecture encoder throughput, then a 20k-passage ingest); no network.
+# GPU benchmark (seed-architecture encoder throughput, then a 20k-passage ingest, then the same
+# ingest through Ray with one worker per GPU: passages/s per GPU and in total); no network.
 #   benchmarks/gpu.sh [OUT_DIR] [bench_gpu.py options]    OUT_DIR default: $OUT, else bench-results/gpu
 # Needs torch and transformers (PYTHON, else .venv/bin/python, else python3). Exit status:
 # 0 done, 69 no CUDA device (prints exactly "no CUDA device"), anything else a failure.

@@ -108,8 +108,17 @@ class Patience:
 
 
 def origin(record: Record, run_id: str) -> dict[str, Any]:
-    """Where a document came from: its input line, a digest of its content, and the run."""
-    return {"line": record.line, "digest": record.digest, "run": run_id}
+    """Where a document came from: its input line (and file, when a run reads several), a
+    digest of its content, and the run."""
+    found = {"line": record.line, "digest": record.digest, "run": run_id}
+    if record.file is not None:
+        found["file"] = record.file
+    return found
+
+
+def where(line: Any, file: Any) -> str:
+    """`line 7`, or `line 7 of part-2.jsonl` when the line's input is known."""
+    return f"line {line} of {file}" if file is not None else f"line {line}"
 
 
 def document_source(
@@ -139,21 +148,28 @@ def judge(record: Record, stored: dict[str, Any] | None, run_id: str) -> Verdict
     found = (stored or {}).get(ORIGIN_FIELD)
     if not isinstance(found, dict):
         return Verdict("present")  # indexed before dotbridge kept origins: trust the id
-    line = found.get("line")
-    if line == record.line and found.get("digest") == record.digest:
+    line, file = found.get("line"), found.get("file")
+    # An origin without a file (a one-input run) matches the record's line in any input.
+    same_line = line == record.line and (file is None or file == record.file)
+    if same_line and found.get("digest") == record.digest:
         return Verdict("ours" if found.get("run") == run_id else "present")
-    if line == record.line:
-        return Verdict(
-            "duplicate",
-            f"id already indexed with other content (from line {line} of an earlier input)",
+    if same_line:
+        place = (
+            f"line {line} of an earlier input"
+            if file is None
+            else f"line {line} of {file} in an earlier run"
         )
-    return Verdict("duplicate", f"duplicate id in input (line {line} holds it)")
+        return Verdict("duplicate", f"id already indexed with other content (from {place})")
+    return Verdict("duplicate", f"duplicate id in input ({where(line, file)} holds it)")
 
 
 def fetch_origins(client: Client, index: str, ids: list[str]) -> list[dict[str, Any] | None]:
     """The stored origin of each id (None where there is no document), realtime: no refresh."""
     resp = client.mget(index=index, body={"ids": ids}, _source_includes=ORIGIN_FIELD, realtime=True)
     return [d.get("_source", {}) if d.get("found") else None for d in resp["docs"]]
+
+
+_Key = tuple[str | None, int]  # (file, line): a record's place in the input
 
 
 @dataclass
@@ -188,8 +204,13 @@ class BulkWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, records: list[Record], vectors: np.ndarray) -> None:
-        """Hand a batch over; raises the writer's error, if it had one, instead."""
+    def put(self, records: list[Record], vectors: np.ndarray | list[str]) -> None:
+        """Hand a batch over; raises the writer's error, if it had one, instead.
+
+        `vectors` are the records' vectors, or their whole `_source`s already serialised as
+        JSON (`document_source` with this writer's run id, built where the vectors were made:
+        serialising floats is the costliest step of indexing, and it spreads over workers).
+        """
         self._raise_if_failed()
         self._queue.put((records, vectors))
         self._raise_if_failed()
@@ -226,15 +247,18 @@ class BulkWriter:
             except BaseException as exc:  # handed to the producer thread
                 self._error = exc
 
-    def _index(self, records: list[Record], vectors: np.ndarray) -> None:
+    def _index(self, records: list[Record], vectors: np.ndarray | list[str]) -> None:
         pending = {
-            r.line: _Pending(
+            (r.file, r.line): _Pending(
                 r,
                 {
                     "_op_type": "create",  # never overwrite: the cluster decides who was first
                     "_index": self.index,
                     "_id": r.doc_id,
-                    "_source": document_source(r, self.vector_field, v, self.run_id),
+                    # A string is sent as it is (both engines' bulk helpers): JSON made already.
+                    "_source": v
+                    if isinstance(v, str)
+                    else document_source(r, self.vector_field, v, self.run_id),
                 },
             )
             for r, v in zip(records, vectors, strict=True)
@@ -245,45 +269,45 @@ class BulkWriter:
                     self.ledger.retried(len(pending))
                 self._send(pending)
 
-    def _send(self, pending: dict[int, _Pending]) -> None:
+    def _send(self, pending: dict[_Key, _Pending]) -> None:
         """Bulk the pending actions; drop each settled one so a retry resends only the rest."""
-        lines = list(pending)
+        keys = list(pending)
         results = self.backend.streaming_bulk(
             self.client,
-            [pending[line].action for line in lines],
+            [pending[key].action for key in keys],
             chunk_size=self.chunk_docs,
             max_chunk_bytes=self.chunk_bytes,
             raise_on_error=False,
             max_retries=0,  # retries of 429 and 5xx items happen here, for the whole batch
         )
         transient, conflicts = 0, []
-        for line, (ok, result) in zip(lines, results, strict=True):
+        for key, (ok, result) in zip(keys, results, strict=True):
             info = next(iter(result.values()))
             status = info.get("status")
             if ok:
                 self.ledger.indexed()
             elif status == CONFLICT:
-                conflicts.append(line)
+                conflicts.append(key)
                 continue
             elif status in TRANSIENT_STATUS:
                 transient += 1
                 continue
             else:
-                record = pending[line].record
+                record = pending[key].record
                 reason = f"refused by {self.backend.product}: {error_reason(info)}"
-                self.ledger.reject(record.line, record.doc_id, reason)
-            del pending[line]
-        if len(pending) < len(lines):
+                self.ledger.reject(record.line, record.doc_id, reason, record.file)
+            del pending[key]
+        if len(pending) < len(keys):
             self.patience.ok()  # the cluster is answering, even if not to everything yet
         if conflicts:
             self._settle_conflicts(pending, conflicts)
         if transient:
             raise TransientItems(f"{transient} items failed with a transient status")
 
-    def _settle_conflicts(self, pending: dict[int, _Pending], lines: list[int]) -> None:
+    def _settle_conflicts(self, pending: dict[_Key, _Pending], keys: list[_Key]) -> None:
         """A create met an existing document: ours from a lost reply, an earlier run's, or
         another record's with the same id."""
-        records = [pending[line].record for line in lines]
+        records = [pending[key].record for key in keys]
         stored = fetch_origins(self.client, self.index, [r.doc_id for r in records])
         for record, source in zip(records, stored, strict=True):
             if source is None:
@@ -294,7 +318,8 @@ class BulkWriter:
             elif verdict.fate == "present":
                 self.ledger.already_present()
             else:
-                self.ledger.reject(record.line, record.doc_id, verdict.reason or "duplicate id")
-            del pending[record.line]
-        if any(line in pending for line in lines):
+                reason = verdict.reason or "duplicate id"
+                self.ledger.reject(record.line, record.doc_id, reason, record.file)
+            del pending[record.file, record.line]
+        if any(key in pending for key in keys):
             raise TransientItems("a conflicting document vanished before it could be read")

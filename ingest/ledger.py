@@ -33,14 +33,17 @@ class IngestStats:
     wall_s: float = 0.0
     encode_s: float = 0.0
     index_s: float = 0.0
+    startup_s: float = 0.0  # loading the model (or starting Ray and its workers), before wall
     rejects_path: Path | None = None
 
     def summary(self) -> str:
+        startup = f", start-up {self.startup_s:.1f}s" if self.startup_s else ""
         return (
             f"read {self.read}, indexed {self.indexed}, rejected {self.rejected}, "
             f"already present {self.already_present}, truncated {self.truncated}, "
             f"encoded {self.encoded}, retried {self.retried}; "
             f"wall {self.wall_s:.1f}s, encode {self.encode_s:.1f}s, index {self.index_s:.1f}s"
+            f"{startup}"
         )
 
     def raise_for_rejects(self) -> None:
@@ -102,9 +105,13 @@ class RejectsFile:
                 return fh
             fh.close()
 
-    def write(self, line: int, doc_id: str | None, reason: str) -> None:
+    def write(self, line: int, doc_id: str | None, reason: str, file: str | None = None) -> None:
+        """One rejected line; `file` names the input it is in when a run reads several."""
+        entry = {"line": line, "id": doc_id, "reason": reason}
+        if file is not None:
+            entry = {"file": file, **entry}
         with self._lock:
-            self._fh.write(json.dumps({"line": line, "id": doc_id, "reason": reason}) + "\n")
+            self._fh.write(json.dumps(entry) + "\n")
             self._fh.flush()
             self.count += 1
 
@@ -129,9 +136,9 @@ class Ledger:
         with self._lock:
             self.stats.read += count
 
-    def reject(self, line: int, doc_id: str | None, reason: str) -> None:
+    def reject(self, line: int, doc_id: str | None, reason: str, file: str | None = None) -> None:
         with self._lock:
-            self.rejects.write(line, doc_id, reason)
+            self.rejects.write(line, doc_id, reason, file)
             self.stats.rejected += 1
             self.bar.update(1)
 

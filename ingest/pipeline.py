@@ -21,9 +21,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from tqdm import tqdm
@@ -39,8 +40,9 @@ from bridge.indexes import (
     refresh_paused,
 )
 from ingest.bulk import BulkWriter, Patience, TransientItems, fetch_origins, is_transient, judge
+from ingest.inputs import expand_inputs, read_inputs
 from ingest.ledger import IngestStats, Ledger, RejectsFile, default_rejects_path
-from ingest.readers import Fields, Record, Rejected, Shard, read_records
+from ingest.readers import Fields, Record, Rejected, Shard
 
 if TYPE_CHECKING:
     from bridge.encoder import Encoder
@@ -52,12 +54,64 @@ MAX_WAIT = 120.0
 MGET_IDS = 1000
 
 
+@dataclass
+class Encoded:
+    """A window of records and what to index for them: their vectors, or their whole `_source`s
+    as JSON (made where the vectors were, see `BulkWriter.put`)."""
+
+    records: list[Record]
+    vectors: np.ndarray | list[str]
+    truncated: int
+    seconds: float
+
+
+@runtime_checkable
+class WindowEncoder(Protocol):
+    """Encodes windows of records, maybe several at once elsewhere (`ingest.distributed`).
+
+    `submit` hands a window over and returns the windows finished by then, in the order they
+    were submitted; `drain` waits for the rest. `spec` is the model's, for the index.
+    """
+
+    spec: IndexSpec
+    batch_size: int
+
+    def submit(self, records: list[Record], run_id: str) -> Iterator[Encoded]: ...
+
+    def drain(self) -> Iterator[Encoded]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineEncoder:
+    """An `Encoder` in this process: each window is encoded when it is submitted."""
+
+    def __init__(self, encoder: Encoder, batch_size: int) -> None:
+        self.encoder, self.batch_size = encoder, batch_size
+        self.spec = IndexSpec.of(encoder)
+
+    def submit(self, records: list[Record], run_id: str) -> Iterator[Encoded]:
+        t0 = time.perf_counter()
+        # One call for the whole window: the encoder sorts it by length, then cuts.
+        vectors, truncated = self.encoder.encode_passages(
+            [r.passage for r in records], batch_size=self.batch_size, return_truncated=True
+        )
+        seconds = time.perf_counter() - t0
+        yield Encoded(records, vectors, int(np.count_nonzero(truncated)), seconds)
+
+    def drain(self) -> Iterator[Encoded]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
 def ingest_corpus(
-    corpus: str | Path,
+    corpus: str | Path | Sequence[str | Path],
     *,
     client: Client | Callable[[], Client],
     index: str,
-    encoder: Encoder | Callable[[], Encoder],
+    encoder: Encoder | WindowEncoder | Callable[[], Encoder | WindowEncoder],
     fmt: str = "auto",
     fields: Fields | None = None,
     shard: Shard | None = None,
@@ -68,46 +122,59 @@ def ingest_corpus(
     sort_window: int = SORT_WINDOW,
     max_wait: float = MAX_WAIT,
 ) -> IngestStats:
-    """Read a corpus file (or '-', stdin) and ingest it; rejects to `INDEX.rejects.jsonl`.
+    """Read a corpus (a file, '-' for stdin, several files or glob patterns) and ingest it;
+    rejects to `INDEX.rejects.jsonl`.
 
     The one wiring of reader, encoder and pipeline that the CLI, the demo, the evaluation and
     the benchmark share. The input is checked first: `client` and `encoder` may be given as
     functions, called only once the input has a record and the rejects file is ours, so a
-    mistyped path costs neither a model load nor a connection, and creates nothing.
+    mistyped path costs neither a model load nor a connection, and creates nothing. A
+    `WindowEncoder` made by such a function (Ray's workers) is closed at the end.
     """
     check_index_name(index)  # before anything is read, loaded, connected or created
     shard = shard or Shard()
-    records = read_records(corpus, fmt=fmt, fields=fields or Fields(), shard=shard, limit=limit)
+    files = expand_inputs(corpus)
+    records = read_inputs(files, fmt=fmt, fields=fields or Fields(), shard=shard, limit=limit)
     first = next(records, None)
     if first is None:
         if records.nonblank_lines == 0:
+            what = f"Input {files[0]!r}" if len(files) == 1 else f"None of the {len(files)} inputs"
             raise BadInput(
-                f"Input {str(corpus)!r} holds no records (it is empty or only blank lines): "
-                "nothing to ingest."
+                f"{what} holds no records (empty or only blank lines): nothing to ingest."
             )
         return IngestStats()  # this --shard worker's lines are all another's
     rejects_path = rejects or default_rejects_path(index, shard.index, shard.count)
     rejects_file = RejectsFile(rejects_path)
+    made = callable(encoder)
     try:
         client = client() if callable(client) else client
+        started = time.perf_counter()
         encoder = encoder() if callable(encoder) else encoder
     except BaseException:
+        records.close()
         rejects_file.close()
         raise
-    stats = ingest(
-        chain([first], records),
-        client=client,
-        index=index,
-        encoder=encoder,
-        rejects=rejects_file,
-        options=options,
-        batch_size=encoder.batch_size,
-        sort_window=sort_window,
-        progress=progress,
-        max_wait=max_wait,
-        pause_refresh=shard.count == 1,
-    )
+    startup_s = time.perf_counter() - started
+    try:
+        stats = ingest(
+            chain([first], records),
+            client=client,
+            index=index,
+            encoder=encoder,
+            rejects=rejects_file,
+            options=options,
+            batch_size=encoder.batch_size,
+            sort_window=sort_window,
+            progress=progress,
+            max_wait=max_wait,
+            pause_refresh=shard.count == 1,
+        )
+    finally:
+        records.close()
+        if made and isinstance(encoder, WindowEncoder):
+            encoder.close()
     stats.rejects_path = rejects_path
+    stats.startup_s = startup_s
     return stats
 
 
@@ -116,7 +183,7 @@ def ingest(
     *,
     client: Client,
     index: str,
-    encoder: Encoder,
+    encoder: Encoder | WindowEncoder,
     rejects: RejectsFile,
     options: IndexOptions | None = None,
     batch_size: int = 64,
@@ -127,9 +194,11 @@ def ingest(
 ) -> IngestStats:
     """Index every good record once (text plus vector); reject the rest with a reason.
 
-    `pause_refresh=False` leaves the index's refresh alone: for one of several workers filling
-    one index together, which cannot share a pause. Cluster failures end the run with one
-    sentence (ConnectionFailed, IngestFailed); the same call again resumes it.
+    `encoder` is an `Encoder` in this process, or a `WindowEncoder` (Ray's workers), which
+    the caller closes. `pause_refresh=False` leaves the index's refresh alone: for one of
+    several workers filling one index together, which cannot share a pause. Cluster failures
+    end the run with one sentence (ConnectionFailed, IngestFailed); the same call again resumes
+    it.
     """
     stats = IngestStats()
     started = time.perf_counter()
@@ -139,18 +208,20 @@ def ingest(
         first = next(items, None)
         if first is None:
             return stats  # nothing to do: nothing is created
+        windows = (
+            encoder if isinstance(encoder, WindowEncoder) else InlineEncoder(encoder, batch_size)
+        )
         with _as_sentences(backends.backend_of(client).product, index, max_wait):
-            spec = IndexSpec.of(encoder)
+            spec = windows.spec
             ensure_index(client, index, spec, options)
             _run(
                 chain([first], items),
                 client=client,
                 index=index,
-                encoder=encoder,
+                encoder=windows,
                 spec=spec,
                 ledger_parts=(stats, rejects),
                 window=batch_size * sort_window,
-                batch_size=batch_size,
                 progress=progress,
                 patience=Patience(max_wait),
                 pause_refresh=pause_refresh,
@@ -166,11 +237,10 @@ def _run(
     *,
     client: Client,
     index: str,
-    encoder: Encoder,
+    encoder: WindowEncoder,
     spec: IndexSpec,
     ledger_parts: tuple[IngestStats, RejectsFile],
     window: int,
-    batch_size: int,
     progress: bool | None,
     patience: Patience,
     pause_refresh: bool,
@@ -188,23 +258,22 @@ def _run(
                 for batch in _batches(records, window):
                     todo = _triage(batch, ledger)
                     todo = _drop_present(client, index, todo, ledger, patience, run_id)
-                    if not todo:
-                        continue
-                    t0 = time.perf_counter()
-                    # One call for the whole window: the encoder sorts it by length, then cuts.
-                    vectors, truncated = encoder.encode_passages(
-                        [r.passage for r in todo], batch_size=batch_size, return_truncated=True
-                    )
-                    ledger.encoded(
-                        len(todo), int(np.count_nonzero(truncated)), time.perf_counter() - t0
-                    )
-                    writer.put(todo, vectors)
+                    if todo:
+                        for done in encoder.submit(todo, run_id):
+                            _hand_over(done, ledger, writer)
+                for done in encoder.drain():
+                    _hand_over(done, ledger, writer)
             except BaseException:
                 writer.abandon()  # index what was handed over; this error is the one to see
                 raise
             writer.finish()
     finally:
         bar.close()
+
+
+def _hand_over(done: Encoded, ledger: Ledger, writer: BulkWriter) -> None:
+    ledger.encoded(len(done.records), done.truncated, done.seconds)
+    writer.put(done.records, done.vectors)
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -263,7 +332,7 @@ def _triage(batch: Sequence[Record | Rejected], ledger: Ledger) -> list[Record]:
     good: list[Record] = []
     for item in batch:
         if isinstance(item, Rejected):
-            ledger.reject(item.line, item.doc_id, item.reason)
+            ledger.reject(item.line, item.doc_id, item.reason, item.file)
         else:
             good.append(item)
     return good
@@ -289,7 +358,8 @@ def _drop_present(
                 continue
             verdict = judge(record, source, run_id)
             if verdict.fate == "duplicate":
-                ledger.reject(record.line, record.doc_id, verdict.reason or "duplicate id")
+                reason = verdict.reason or "duplicate id"
+                ledger.reject(record.line, record.doc_id, reason, record.file)
             else:
                 ledger.already_present()
     return keep

@@ -40,6 +40,7 @@ class Record:
     doc_id: str
     title: str
     text: str
+    file: str | None = None  # the input it came from, when a run reads several (line is its own)
 
     @property
     def passage(self) -> str:
@@ -58,6 +59,7 @@ class Rejected:
     line: int
     doc_id: str | None
     reason: str
+    file: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

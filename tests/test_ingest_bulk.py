@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bridge.errors import IngestFailed
 from bridge.indexes import IndexSpec, ensure_index
-from ingest.bulk import BulkWriter, Patience, judge, origin
+from ingest.bulk import BulkWriter, Patience, document_source, judge, origin
 from ingest.ledger import IngestStats, Ledger, RejectsFile
 from ingest.pipeline import ingest
 from ingest.readers import Record
@@ -222,3 +222,44 @@ def test_the_run_error_is_seen_when_restoring_refresh_fails_too(
             sort_window=1,
             progress=False,
         )
+
+
+def test_documents_made_as_json_elsewhere_are_sent_as_they_are(
+    engine, engine_index, tiny_encoder, tmp_path
+):
+    """What Ray's workers hand over: each `_source` already JSON, records from several files."""
+    ensure_index(engine.client, engine_index, IndexSpec.of(tiny_encoder))
+    batch = [Record(i + 1, f"d{i}", "", f"passage {i}", "part-1.jsonl") for i in range(5)]
+    batch.append(Record(1, "d0", "", "another passage", "part-2.jsonl"))  # line 1, other file
+    sources = [
+        json.dumps(
+            document_source(r, "vector", np.full(32, k, dtype=np.float32), "r1"),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for k, r in enumerate(batch)
+    ]
+    stats = IngestStats()
+    rejects = RejectsFile(tmp_path / "rejects.jsonl")
+    writer = BulkWriter(
+        engine.client,
+        engine_index,
+        "vector",
+        Ledger(stats, rejects, tqdm(disable=True)),
+        Patience(30.0),
+        run_id="r1",
+    )
+    writer.start()
+    writer.put(batch, sources)
+    writer.finish()
+    rejects.close()
+    assert (stats.indexed, stats.rejected) == (5, 1)
+    assert json.loads((tmp_path / "rejects.jsonl").read_text()) == {
+        "file": "part-2.jsonl",
+        "line": 1,
+        "id": "d0",
+        "reason": "duplicate id in input (line 1 of part-1.jsonl holds it)",
+    }
+    stored = engine.client.get(index=engine_index, id="d3")["_source"]
+    assert stored["vector"] == [3.0] * 32 and stored["text"] == "passage 3"
+    assert stored["ingest"] == {**origin(batch[3], "r1"), "file": "part-1.jsonl"}
