@@ -53,9 +53,7 @@ def index(client, encoder) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("mode", ["knn", "rerank", "hybrid"])
-def test_documented_query_ranks_as_the_search_command(
-    mode, gateway_url, client, encoder, index
-):
+def test_documented_query_ranks_as_the_search_command(mode, gateway_url, client, encoder, index):
     documented, body = documented_queries()[mode]
     text = re.search(r'"query_text": "([^"]+)"', json.dumps(body)).group(1)
     size = body["size"]

@@ -61,7 +61,6 @@ def test_fields_called_neural_are_not_clauses():
     for node in (
         {"match": {"neural": "text"}},
         {"term": {"neural": {"value": "x"}}},
-        {"neural": {"vector": {"k": 3}}},
         {"neural": "text"},
     ):
         assert neural_clause(node) is None
@@ -89,6 +88,8 @@ def test_neural_becomes_the_knn_query_dotbridge_builds():
         (neural("x", kk=3), "unknown parameters"),
         (neural("x", k=0), "k"),
         ({"neural": {"vector": {"query_image": "..."}}}, "query_image"),
+        ({"neural": {"vector": {"k": 3}}}, 'no "query_text"'),
+        ({"neural": {"vector": {"query_txt": "x", "k": 3}}}, r"unknown parameters \['query_txt'\]"),
     ],
 )
 def test_bad_neural_clauses_are_refused_in_one_sentence(clause, words):

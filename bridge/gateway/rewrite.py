@@ -73,10 +73,12 @@ def has_markers(raw: bytes) -> bool:
 
 
 def neural_clause(node: Any) -> tuple[str, dict] | None:
-    """(vector field, parameters) when the node is `{"neural": {field: {"query_text": ...}}}`.
+    """(vector field, parameters) when the node is `{"neural": {field: {...}}}`.
 
     A field that happens to be called `neural` (`{"match": {"neural": ...}}`) is no clause: its
-    value is not an object of one field holding `query_text`.
+    value is not an object of one field holding an object of parameters. A clause without
+    `query_text` is still one, so that `check_neural` names what it lacks (the cluster would
+    only say `unknown query [neural]`).
     """
     if not (isinstance(node, dict) and len(node) == 1 and "neural" in node):
         return None
@@ -84,7 +86,7 @@ def neural_clause(node: Any) -> tuple[str, dict] | None:
     if not (isinstance(inner, dict) and len(inner) == 1):
         return None
     ((field, params),) = inner.items()
-    if not isinstance(params, dict) or not ({"query_text", "query_image"} & params.keys()):
+    if not isinstance(params, dict):
         return None
     return field, params
 
@@ -133,6 +135,11 @@ def check_neural(field: str, params: dict) -> str:
         raise BadRequest(
             f"The neural clause on {field!r} has unknown parameters {unknown}; "
             f"it takes: {', '.join(sorted(NEURAL_KEYS))}."
+        )
+    if "query_text" not in params:
+        raise BadRequest(
+            f'The neural clause on {field!r} has no "query_text": give the text to search with, '
+            f'as {{"neural": {{"{field}": {{"query_text": "...", "k": 10}}}}}}.'
         )
     if "k" in params:
         check_count(f"neural k on {field!r}", params["k"])
