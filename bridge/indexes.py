@@ -173,6 +173,26 @@ def encoder_for_index(client: OpenSearch, index: str, settings: ModelSettings) -
     return encoder
 
 
+SETTINGS = ("pooling", "normalize", "similarity", "dimension", "quantization")
+
+
+def setting_differences(stored: IndexSpec, wanted: IndexSpec) -> list[tuple[str, Any, Any]]:
+    """(setting, the index's value, the encoder's value) for each setting besides the weights
+    in which the two differ."""
+    return [
+        (name, getattr(stored, name), getattr(wanted, name))
+        for name in SETTINGS
+        if getattr(stored, name) != getattr(wanted, name)
+    ]
+
+
+def same_checkpoint(stored: IndexSpec, wanted: IndexSpec) -> bool:
+    """Whether the encoder runs the weights that made the index (by hash, else by name)."""
+    if stored.weights_sha256 is None or wanted.weights_sha256 is None:
+        return stored.model == wanted.model
+    return stored.weights_sha256 == wanted.weights_sha256
+
+
 def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
     """Raise IndexMismatch naming every setting in which the index and the encoder differ.
 
@@ -183,9 +203,8 @@ def check_compatible(index: str, stored: IndexSpec, wanted: IndexSpec) -> None:
     float32 give the same vectors within float tolerance); int8 quantization is another model.
     """
     diffs = [
-        f"{name} {getattr(stored, name)!s} (index) vs {getattr(wanted, name)!s} (encoder)"
-        for name in ("pooling", "normalize", "similarity", "dimension", "quantization")
-        if getattr(stored, name) != getattr(wanted, name)
+        f"{name} {was!s} (index) vs {now!s} (encoder)"
+        for name, was, now in setting_differences(stored, wanted)
     ]
     if stored.weights_sha256 is None:
         if stored.model != wanted.model:

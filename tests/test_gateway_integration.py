@@ -8,6 +8,7 @@ OpenSearch, then one in front of Elasticsearch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -479,6 +480,25 @@ def test_an_index_of_another_model_is_refused_in_one_sentence(
     assert reason.count(". ") == 0 and reason.endswith(".")
     served = answer(request(gateway, "GET", "/_dotbridge"))["models"]
     assert [m["dimension"] for m in served] == [32]  # nothing was loaded for that index
+
+
+def test_the_served_checkpoint_with_another_pooling_names_the_setting(
+    gateway, engine, client, encoder, engine_index
+):
+    spec = dataclasses.replace(IndexSpec.of(encoder), pooling="cls")
+    body = engine.backend.index_body(
+        dimension=spec.dimension,
+        similarity=spec.similarity,
+        meta=spec.meta(),
+        analyzer=available_analyzer(client, "english"),
+    )
+    client.indices.create(index=engine_index, body=body)
+    body = {"query": {"neural": {"vector": {"query_text": "vitamin d", "k": 3}}}}
+    resp = request(gateway, "POST", f"/{engine_index}/_search", body)
+    reason = answer(resp)["error"]["reason"]
+    assert resp.status == 400
+    assert "pooling cls (index) vs mean (served)" in reason and "--pooling cls" in reason
+    assert "--index" not in reason and reason.count(". ") == 0
 
 
 def test_a_plain_index_refuses_neural_and_passes_plain_searches(gateway, client, engine_index):

@@ -20,7 +20,13 @@ from bridge.errors import IndexMismatch
 from bridge.gateway.batcher import MicroBatcher
 from bridge.gateway.errors import BadRequest, GatewayError
 from bridge.gateway.upstream import Upstream, identity_key
-from bridge.indexes import IndexSpec, check_compatible, spec_from_mapping
+from bridge.indexes import (
+    IndexSpec,
+    check_compatible,
+    same_checkpoint,
+    setting_differences,
+    spec_from_mapping,
+)
 
 if TYPE_CHECKING:
     from bridge.encoder import Encoder
@@ -74,6 +80,10 @@ class ServedModel:
         }
 
 
+# The settings an index records that `dotbridge serve` takes as a flag.
+SERVE_FLAGS = {"pooling": "pooling", "quantization": "quantize"}
+
+
 class Models:
     """The served models, found by name (model API) or by an index's spec (searches)."""
 
@@ -101,6 +111,21 @@ class Models:
             except IndexMismatch:
                 continue
             return model
+        for model in self.served:  # the same checkpoint, served with other settings
+            if same_checkpoint(stored, model.spec):
+                diffs = setting_differences(stored, model.spec)
+                differ = ", ".join(
+                    f"{name} {was} (index) vs {now} (served)" for name, was, now in diffs
+                )
+                flags = " ".join(
+                    f"--{SERVE_FLAGS[n]} {was}" for n, was, _ in diffs if n in SERVE_FLAGS
+                )
+                advice = f"add --model {stored.model} {flags}" if flags else "serve it with them"
+                raise BadRequest(
+                    f"Index {index!r} was built with model {stored.model}, which this gateway "
+                    f"serves as {model.name}, but with other settings ({differ}): {advice} to "
+                    "`dotbridge serve`."
+                )
         int8 = f", {stored.quantization} weights" if stored.quantization != "none" else ""
         # Quantized vectors are another model: name the setting when either side is quantized.
         quantized = any(m.spec.quantization != "none" for m in self.served)
