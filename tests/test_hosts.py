@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from bridge import hosts
 from bridge.cli import main
 from bridge.client import connect
-from bridge.nodes.process import port_free
 from bridge.config import ConnectionSettings
 from bridge.errors import BadInput
+from bridge.nodes.process import port_free
 
 
 def test_a_comma_separated_list_gives_each_node():
