@@ -117,7 +117,7 @@ def gateway_drill(cluster, work, model) -> tuple[bool, str]:
     built = Process(ingest_command(corpus.path, index, model, "--pooling", "mean"), url).wait()
     if built.returncode != 0:
         raise RuntimeError(f"could not build the gateway index: {built.stderr}")
-    client.cluster.health(index=index, wait_for_status="green", timeout="120s")
+    client.cluster.health(index=index, wait_for_status="green")
     log = work / "serve.log"
     proc, base = start_gateway(ConnectionSettings(url=url), model, log)
     try:

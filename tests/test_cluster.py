@@ -51,12 +51,15 @@ MODES = ("bm25", "rerank", "knn", "hybrid")
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster(nodes=3, port=PORT, heap=HEAP, transport_port=TRANSPORT)
+    # A cluster left up by an earlier run is used, and left up.
+    started_here = not all(m.running_pid() for m in cluster.members())
     try:
         cluster.start(timeout=400)
     except DotbridgeError as exc:
         pytest.fail(f"no 3-node cluster for the cluster tests: {exc.message}")
     yield cluster
-    cluster.stop()
+    if started_here:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +100,9 @@ def _fill(client, encoder, name: str, docs: list[dict], *, shards: int, replicas
     )
     backend_of(client).bulk(client, actions, chunk_size=500)
     client.indices.refresh(index=name)
-    client.cluster.health(index=name, wait_for_status="green", timeout="120s")
+    for _ in range(10):  # replicas copied: every node holds a copy of what it may serve
+        if client.cluster.health(index=name, wait_for_status="green")["status"] == "green":
+            break
 
 
 def test_status_lists_every_node_and_the_cluster_manager(cluster, cluster_settings):
