@@ -82,11 +82,13 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _fill(client, encoder, name: str, docs: list[dict], *, shards: int, replicas: int) -> None:
-    ensure_index(
-        client, name, IndexSpec.of(encoder), IndexOptions(shards=shards, replicas=replicas)
-    )
-    vectors = encoder.encode_passages([f"{d['title']} {d['text']}" for d in docs])
+def _fill(
+    client, encoder, name: str, docs: list[dict], *, shards: int, replicas: int, vectors=None
+) -> None:
+    options = IndexOptions(shards=shards, replicas=replicas)
+    ensure_index(client, name, IndexSpec.of(encoder), options)
+    if vectors is None:
+        vectors = encoder.encode_passages([f"{d['title']} {d['text']}" for d in docs])
     actions = (
         {
             "_index": name,
@@ -123,8 +125,9 @@ def test_bm25_and_rerank_on_3_shards_with_a_replica_match_one_shard(cluster_sett
     queries = [q["text"] for q in read_jsonl(SCIFACT.parent / "queries.jsonl", 20)]
     one, three = (f"test-cluster-{n}-{uuid.uuid4().hex[:6]}" for n in ("one", "three"))
     try:
-        _fill(client, tiny_encoder, one, docs, shards=1, replicas=0)
-        _fill(client, tiny_encoder, three, docs, shards=3, replicas=1)
+        vectors = tiny_encoder.encode_passages([f"{d['title']} {d['text']}" for d in docs])
+        _fill(client, tiny_encoder, one, docs, shards=1, replicas=0, vectors=vectors)
+        _fill(client, tiny_encoder, three, docs, shards=3, replicas=1, vectors=vectors)
         for mode in ("bm25", "rerank"):
             reference = make_searcher(mode, client, one, tiny_encoder, source=False)
             spread = make_searcher(mode, client, three, tiny_encoder, source=False)
