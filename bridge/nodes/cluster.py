@@ -151,9 +151,9 @@ class LocalCluster:
                     f"A local cluster of {other.get('nodes')} nodes runs on port {self.port}: "
                     f"stop it first with `dotbridge opensearch stop --port {self.port}`."
                 )
-        busy = [p for p in self.ports if not port_free(p)]
         members = self.members()
-        if busy and not all(m.running_pid() for m in members):
+        busy = [m.port for m in members if m.running_pid() is None and not port_free(m.port)]
+        if busy:
             raise NodeError(
                 f"Port {busy[0]} is already in use: stop whatever listens there or pass --port "
                 f"with {self.nodes} free ports from it."
