@@ -117,3 +117,29 @@ def test_a_write_is_never_sent_twice():
     ring = HostRing("http://a:1,http://b:2")
     failed, tried = _send(ring, [aiohttp.ServerDisconnectedError()], "POST", "/_bulk")
     assert isinstance(failed, aiohttp.ServerDisconnectedError) and len(tried) == 1
+
+
+@pytest.mark.integration
+def test_a_gateway_with_a_dead_first_node_answers_every_request(
+    opensearch_settings, tiny_model_dir, tmp_path
+):
+    """`dotbridge serve --url <closed port>,<node>`: no request fails, none waits."""
+    import dataclasses
+    import time
+
+    from tests.gateway_fixtures import request, running_gateway
+    from tests.test_hosts import DEAD_PORT
+
+    listed = dataclasses.replace(
+        opensearch_settings, url=f"http://127.0.0.1:{DEAD_PORT},{opensearch_settings.url}"
+    )
+    with running_gateway(listed, tiny_model_dir, tmp_path / "serve.log") as base:
+        took = []
+        for _ in range(20):
+            start = time.perf_counter()
+            for method, path in (("GET", "/_cat/health"), ("POST", "/_search?size=0")):
+                body = {"query": {"match_all": {}}} if method == "POST" else None
+                assert request(base, method, path, body).status == 200, (method, path)
+            took.append(time.perf_counter() - start)
+    took.sort()
+    assert took[len(took) // 2] < 0.5, took
