@@ -79,8 +79,14 @@ eval: install
 # Fault drills: kills, node crashes, a 429 storm, fuzzed queries, gateway clients through a node
 # restart (real nodes; ~25 min).
 DRILL_PORTS ?= 9291,9292
+# The cluster drills: a local 3-node cluster (HTTP ports from CLUSTER_DRILL_PORT, transport from
+# CLUSTER_DRILL_TRANSPORT), nodes killed under ingest and gateway traffic (docs/cluster.md).
+CLUSTER_DRILL_PORT ?= 9280
+CLUSTER_DRILL_TRANSPORT ?= 9285
 drills: install
 	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme docs/drills.md
+	$(BIN)/python benchmarks/cluster_drills.py --port $(CLUSTER_DRILL_PORT) \
+		--transport-port $(CLUSTER_DRILL_TRANSPORT) --readme docs/cluster.md
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache .ruff_cache

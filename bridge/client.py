@@ -119,7 +119,23 @@ def cluster_status(settings: ConnectionSettings) -> dict[str, str]:
         "cluster": f"{health['cluster_name']} ({health['number_of_nodes']} nodes)",
         "health": health["status"],
         "plugins": ", ".join(plugins) or "(none)",
+        **_nodes(client),
     }
+
+
+def _nodes(client: Any) -> dict[str, str]:
+    """Each node: its HTTP address, roles, and whether it is the elected cluster manager."""
+    backend = backend_of(client)
+    found = backend.request(client, "GET", "/_nodes/http", params={"filter_path": "nodes"})
+    rows = backend.request(client, "GET", "/_cat/nodes", params={"format": "json", "h": "name,m"})
+    elected = {row.get("name") for row in rows if row.get("m") == "*"}
+    lines = {}
+    for node in sorted((found.get("nodes") or {}).values(), key=lambda n: n.get("name", "")):
+        address = (node.get("http") or {}).get("publish_address", "?")
+        mark = ", elected cluster manager" if node.get("name") in elected else ""
+        roles = ", ".join(node.get("roles") or ["no roles"])
+        lines[f"node {node.get('name')}"] = f"{address} ({roles}{mark})"
+    return lines
 
 
 def _warn_insecure(settings: ConnectionSettings) -> None:

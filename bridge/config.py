@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
+from bridge import hosts as _hosts
 from bridge.errors import BadInput
 
 if TYPE_CHECKING:
@@ -28,7 +28,11 @@ SEED_MODEL = "sebastian-hofstaetter/distilbert-dot-margin_mse-T2-msmarco"
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionSettings:
-    """Where the cluster is and how to authenticate; the password never appears in repr."""
+    """Where the cluster is and how to authenticate; the password never appears in repr.
+
+    `url` is one node's URL or several, comma-separated (a list is joined so): `hosts` checks
+    and splits them (bridge.hosts).
+    """
 
     url: str = DEFAULT_URL
     user: str | None = None
@@ -40,6 +44,8 @@ class ConnectionSettings:
     backend: str = "auto"  # opensearch, elasticsearch, or auto: whichever the cluster is
 
     def __post_init__(self) -> None:
+        if not isinstance(self.url, str):  # the Python API's list of hosts
+            object.__setattr__(self, "url", ",".join(_hosts.split_hosts(self.url)))
         if self.backend not in BACKENDS:
             raise BadInput(
                 f"Backend {self.backend!r} is unknown: choose one of {', '.join(BACKENDS)} "
@@ -48,17 +54,17 @@ class ConnectionSettings:
 
     @property
     def safe_url(self) -> str:
-        """The URL without any user:password part, for messages."""
-        parts = urlsplit(self.url)
-        if parts.password is None and parts.username is None:
-            return self.url
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit(parts._replace(netloc=netloc))
+        """The URL (or URLs) without any user:password part, for messages."""
+        return _hosts.safe_url(self.url)
+
+    @property
+    def hosts(self) -> list[str]:
+        """Each node's URL, checked (BadInput, one sentence, for a bad list)."""
+        return _hosts.parse_hosts(self.url)
 
     @property
     def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "https"
+        return _hosts.uses_tls(self.url)
 
     @classmethod
     def from_env(cls, **overrides: object) -> ConnectionSettings:

@@ -240,7 +240,15 @@ class IndexOptions:
     m: int = 16
     ef_construction: int = 128
     shards: int = 1
-    replicas: int = 0
+    replicas: int | None = None  # None: replicas_for(the cluster found)
+
+
+def replicas_for(client: Any) -> int:
+    """The default replica count: 1 on a cluster with 2 or more data nodes (any one node may
+    die without losing a shard, and reads go on), else 0 (a replica on one node never starts
+    and leaves the index yellow)."""
+    data_nodes = client.cluster.health().get("number_of_data_nodes", 1)
+    return 1 if data_nodes >= 2 else 0
 
 
 def ensure_index(
@@ -268,7 +276,7 @@ def ensure_index(
         m=options.m,
         ef_construction=options.ef_construction,
         shards=options.shards,
-        replicas=options.replicas,
+        replicas=replicas_for(client) if options.replicas is None else options.replicas,
     )  # Elasticsearch's refuses an OpenSearch engine before the cluster is asked
     check_engine(client, options.engine)
     try:

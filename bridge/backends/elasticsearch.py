@@ -31,7 +31,7 @@ from bridge.backends.base import (
     UnsupportedCluster,
     lucene_to_similarity,
 )
-from bridge.backends.opensearch import MAX_RETRIES, RETRY_ON_STATUS, cause
+from bridge.backends.opensearch import DEAD_TIMEOUT, MAX_RETRIES, RETRY_ON_STATUS, cause
 from bridge.errors import BadInput, ConnectionFailed, error_reason
 from mappings import VECTOR_FIELD, Similarity
 
@@ -73,7 +73,12 @@ class ElasticsearchBackend(Backend):
     def client(self, settings: ConnectionSettings) -> Elasticsearch:
         auth = (settings.user, settings.password or "") if settings.user else None
         client = Elasticsearch(
-            hosts=[settings.url],
+            hosts=settings.hosts,
+            # As with OpenSearch: no sniffing (published addresses may be unreachable from
+            # here); a dead node waits out a back-off of up to DEAD_TIMEOUT before a new try.
+            sniff_on_start=False,
+            sniff_on_node_failure=False,
+            max_dead_node_backoff=DEAD_TIMEOUT,
             basic_auth=auth,
             verify_certs=settings.verify_certs,
             ca_certs=settings.ca_certs,

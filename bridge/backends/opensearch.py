@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 # 429 and 5xx are worth a retry with back-off; a restarting node answers 503 or drops connections.
 RETRY_ON_STATUS = (429, 502, 503, 504)
 MAX_RETRIES = 5
+# Several hosts: a node that refused a connection or dropped one is left alone this long (then
+# tried once again, the wait doubling while it stays dead): its requests go to the others.
+DEAD_TIMEOUT = 30.0
 
 # What a k-NN query takes over from a neural clause as it is.
 KNN_PASSED = (
@@ -62,6 +65,14 @@ class _Connection(Urllib3HttpConnection):
             raise
 
 
+class _ClusterConnection(_Connection):
+    """With several hosts a connect timeout stays a ConnectionError: nothing was sent, so the
+    transport marks the host dead and tries the next one instead of failing the request."""
+
+    def perform_request(self, *args: Any, **kwargs: Any) -> Any:
+        return Urllib3HttpConnection.perform_request(self, *args, **kwargs)
+
+
 def is_connect_timeout(error: object) -> bool:
     # NewConnectionError (refused, unresolvable) subclasses ConnectTimeoutError in urllib3 2.
     return isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError)
@@ -76,15 +87,22 @@ class OpenSearchBackend(Backend):
 
     def client(self, settings: ConnectionSettings) -> OpenSearch:
         auth = (settings.user, settings.password or "") if settings.user else None
+        hosts = settings.hosts
         return OpenSearch(
-            hosts=[settings.url],
+            hosts=hosts,
+            # No sniffing: nodes publish the addresses they bind, which a client behind NAT, a
+            # proxy or a container network often cannot reach, and a sniff needs the
+            # cluster:monitor right; the hosts given are the ones used.
+            sniff_on_start=False,
+            sniff_on_connection_fail=False,
+            dead_timeout=DEAD_TIMEOUT,
             http_auth=auth,
             verify_certs=settings.verify_certs,
             ca_certs=settings.ca_certs,
             # Off: urllib3 would warn on every request; bridge.client warns once.
             ssl_show_warn=False,
             timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.timeout),
-            connection_class=_Connection,
+            connection_class=_ClusterConnection if len(hosts) > 1 else _Connection,
             max_retries=MAX_RETRIES,
             retry_on_timeout=False,
             retry_on_status=RETRY_ON_STATUS,
@@ -105,14 +123,24 @@ class OpenSearchBackend(Backend):
         Failures without an answer raise the client's exceptions."""
         client = self.client(settings)
         try:
-            connection = client.transport.get_connection()
-            status, headers, body = connection.perform_request(
-                "GET", "/", ignore=tuple(range(300, 600))
-            )
+            status, headers, body = self._first_answer(client)
         finally:
             client.close()
         raw = body.encode() if isinstance(body, str) else (body or b"")
         return status, {k.lower(): v for k, v in dict(headers).items()}, raw
+
+    @staticmethod
+    def _first_answer(client: OpenSearch) -> tuple[int, Any, Any]:
+        """`GET /` from the first host that answers, in the order given; the last failure when
+        none does (a dead first host is skipped, as the client's pool would)."""
+        failure: TransportError | None = None
+        for connection in client.transport.connection_pool.connections:
+            try:
+                return connection.perform_request("GET", "/", ignore=tuple(range(300, 600)))
+            except (OSConnectionError, ConnectionTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     def owns(self, thing: Any) -> bool:
         return isinstance(thing, (OpenSearch, TransportError))

@@ -37,7 +37,11 @@ from mappings import ANALYZERS, ENGINES
 @click.option("--m", default=16, show_default=True, type=click.IntRange(2), help="HNSW m.")
 @click.option("--ef-construction", default=128, show_default=True, type=click.IntRange(2))
 @click.option("--shards", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--replicas", default=0, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--replicas",
+    type=click.IntRange(0),
+    help="Replicas of a new index. Default: 1 on a cluster of 2 or more data nodes, else 0.",
+)
 @click.option(
     "--sort-window",
     default=16,
@@ -84,7 +88,7 @@ def ingest(
     m: int,
     ef_construction: int,
     shards: int,
-    replicas: int,
+    replicas: int | None,
     sort_window: int,
     max_wait: float,
     progress: bool | None,

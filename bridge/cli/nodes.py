@@ -61,19 +61,54 @@ def opensearch() -> None:
     is_flag=True,
     help="TLS, users and roles (security plugin); prints where the CA and passwords are.",
 )
+@click.option(
+    "--nodes",
+    "count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="Nodes: more than one is a local cluster on HTTP ports PORT, PORT+1, ...",
+)
+@click.option(
+    "--transport-port",
+    type=click.IntRange(1, 65535),
+    help="First of the cluster's transport ports (--nodes > 1). Default: free ports.",
+)
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
-def start(node: nodes.LocalNode, secure: bool, timeout: float) -> None:
-    """Download (once), assemble and start a local node; wait until it is healthy."""
+def start(
+    node: nodes.LocalNode, secure: bool, count: int, transport_port: int | None, timeout: float
+) -> None:
+    """Download (once), assemble and start a local node (or --nodes N); wait until healthy."""
     node = node.with_security(secure)
-    url = node.start(timeout=timeout)
-    click.echo(node.start_message(url))
+    if count == 1:
+        click.echo(node.start_message(node.start(timeout=timeout)))
+        return
+    cluster = _cluster(node, count, transport_port)
+    url = cluster.start(timeout=timeout)
+    click.echo(cluster.members()[0].start_message(url).replace("is up", f"({count} nodes) is up"))
+
+
+def _cluster(node: nodes.LocalNode, count: int, transport_port: int | None = None) -> Any:
+    from bridge.nodes.cluster import LocalCluster
+
+    return LocalCluster(
+        nodes=count,
+        port=node.port,
+        heap=node.heap,
+        version=node.version,
+        root=node.root,
+        secure=node.secure,
+        transport_port=transport_port,
+    )
 
 
 @opensearch.command()
 @node_options(opensearch_node, nodes.LocalNode)
 def stop(node: nodes.LocalNode) -> None:
-    """Stop the local node on the port, plain or secured."""
-    if node.stop_any():
+    """Stop the local node on the port, plain or secured, or every node of the cluster there."""
+    if _cluster(node, 1).stop():
+        click.echo("OpenSearch cluster stopped.")
+    elif node.stop_any():
         click.echo("OpenSearch stopped.")
     else:
         click.echo("No local node was running.")

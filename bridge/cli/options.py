@@ -54,7 +54,8 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option(
         "--url",
         envvar="OPENSEARCH_URL",
-        help="Cluster URL, OpenSearch or Elasticsearch [env OPENSEARCH_URL].",
+        help="Cluster URL, OpenSearch or Elasticsearch; several nodes comma-separated "
+        "(http://a:9200,http://b:9200) [env OPENSEARCH_URL].",
     )
     @click.option(
         "--backend",
@@ -96,13 +97,14 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         *args: Any, url, backend, user, ca_certs, insecure, timeout, connect_timeout, **kwargs: Any
     ) -> Any:
         import sys
-        from urllib.parse import urlsplit
 
         from bridge.backends import client_errors
         from bridge.client import describe_failure
+        from bridge.hosts import has_password
 
         source = click.get_current_context().get_parameter_source("url")
-        if url and source == click.core.ParameterSource.COMMANDLINE and urlsplit(url).password:
+        on_command_line = source == click.core.ParameterSource.COMMANDLINE
+        if url and on_command_line and has_password(url):
             raise BadInput(
                 "--url carries a password, which any user can read in the process list: give "
                 "the URL without it and the password in OPENSEARCH_PASSWORD."

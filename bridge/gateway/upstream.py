@@ -20,6 +20,7 @@ from yarl import URL
 
 from bridge.config import ConnectionSettings
 from bridge.gateway.errors import UpstreamError, UpstreamUnavailable
+from bridge.gateway.hosts import HostRing
 from bridge.search.bodies import engine
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ class Upstream:
     ) -> None:
         self.backend = engine(backend)
         # Never the URL's user:password part: the gateway lends no credentials to its callers.
-        self.base = settings.safe_url.rstrip("/")
+        self.hosts = HostRing(settings.url)  # one node or several: bridge.gateway.hosts
+        self.base = self.hosts.label
         self.timeout = settings.timeout
         self._settings = settings
         self._pool_size = pool_size
@@ -133,9 +135,9 @@ class Upstream:
         if self.session is not None:
             await self.session.close()
 
-    def url(self, raw_path_qs: str) -> URL:
+    def url(self, raw_path_qs: str, host: str | None = None) -> URL:
         """The cluster URL of a raw (still percent-encoded) path with its query string."""
-        return URL(self.base + raw_path_qs, encoded=True)
+        return URL((host or self.hosts.urls[0]) + raw_path_qs, encoded=True)
 
     async def forward(
         self,
@@ -164,11 +166,20 @@ class Upstream:
             data = request.content  # streamed: a bulk body is never held whole
         else:
             data = None
-        url = self.url(raw_path_qs if raw_path_qs is not None else request.rel_url.raw_path_qs)
-        try:
-            async with self.session.request(
+        path_qs = raw_path_qs if raw_path_qs is not None else request.rel_url.raw_path_qs
+        session = self.session
+
+        async def attempt(host: str) -> aiohttp.ClientResponse:
+            url = self.url(path_qs, host)
+            return await session.request(
                 request.method, url, headers=headers, data=data, allow_redirects=False
-            ) as upstream:
+            )
+
+        try:
+            upstream = await self.hosts.send(
+                attempt, method=request.method, path=path_qs, body_again=data is not request.content
+            )
+            async with upstream:
                 return await self._relay(request, upstream)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(self.unavailable(exc)) from exc
@@ -224,17 +235,22 @@ class Upstream:
             else:
                 data = json.dumps(body).encode()
                 headers["Content-Type"] = "application/json"
-        url = self.url(path)
-        if params:
-            url = url.update_query(params)
-        try:
-            async with self.session.request(
+        session = self.session
+
+        async def attempt(host: str) -> tuple[aiohttp.ClientResponse, bytes]:
+            url = self.url(path, host)
+            if params:
+                url = url.update_query(params)
+            async with session.request(
                 method, url, headers=headers, data=data, auto_decompress=True
             ) as resp:
-                raw = await resp.read()
-                if resp.status >= 300:
-                    kept = {k: resp.headers[k] for k in ERROR_HEADERS if k in resp.headers}
-                    raise UpstreamError(resp.status, raw, kept)
+                return resp, await resp.read()
+
+        try:
+            resp, raw = await self.hosts.send(attempt, method=method, path=path)
+            if resp.status >= 300:
+                kept = {k: resp.headers[k] for k in ERROR_HEADERS if k in resp.headers}
+                raise UpstreamError(resp.status, raw, kept)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(self.unavailable(exc)) from exc
         try:

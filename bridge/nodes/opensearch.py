@@ -187,6 +187,7 @@ class LocalNode(NodeProcess):
         if self.secure:
             settings.update(security.security_settings())
         settings.update(self.extra_settings)
+        settings = {k: v for k, v in settings.items() if v is not None}  # None: leave it out
         config = write_config(
             self.home,
             home,
