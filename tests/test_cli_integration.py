@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,11 @@ def test_search_piped_into_head_ends_quietly(os_client, index_name, own_model, e
     assert len(proc.stdout.splitlines()) == 1 and json.loads(proc.stdout)["rank"] == 1
     assert (tmp_path / "stderr").read_text() == ""
     assert proc.returncode == 141  # the search's status through pipefail: SIGPIPE's 128 + 13
+
+
+def test_status_asks_the_local_node_by_port_as_start_and_stop_name_it(opensearch_settings):
+    port = urllib.parse.urlsplit(opensearch_settings.url).port
+    result = CliRunner().invoke(main, ["opensearch", "status", "--port", str(port)], env={})
+    assert result.exit_code == 0, result.output
+    assert f"url:      http://127.0.0.1:{port}" in result.output
+    assert re.search(r"health:\s+(green|yellow)", result.output)

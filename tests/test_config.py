@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -220,3 +221,24 @@ def test_minilm_names_the_packaged_model_unless_a_folder_is_called_so(tmp_path, 
     (tmp_path / "minilm").mkdir()
     monkeypatch.chdir(tmp_path)
     assert resolve_model("minilm") == "minilm"  # the user's own folder of that name
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """No flag without a help text; stopping or asking about a node takes no --heap/--version."""
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    for path, command in commands(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"dotbridge {' '.join(path)} {param.opts[0]} has no help"
+    for engine in ("opensearch", "elasticsearch"):
+        for name in ("stop", "status"):
+            opts = {o for p in main.commands[engine].commands[name].params for o in p.opts}
+            assert not {"--heap", "--version"} & opts, (engine, name)
+            assert "--port" in opts

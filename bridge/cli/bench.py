@@ -18,7 +18,14 @@ from bridge.config import ConnectionSettings
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for bench.json, bench.md and bench.png.",
 )
-@click.option("--queries", "n_queries", default=300, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--queries",
+    "n_queries",
+    default=300,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Queries timed per mode.",
+)
 @click.option("--limit", type=click.IntRange(1), help="Ingest only the first N documents.")
 @click.option(
     "--dataset",
@@ -27,7 +34,13 @@ from bridge.config import ConnectionSettings
     help="A BEIR folder, or a collection's name (found as `dotbridge datasets list` shows).",
 )
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Texts per forward pass of the model.",
+)
 @click.option("--keep", is_flag=True, help="Keep the benchmark's index afterwards.")
 @connection_options
 def bench(

@@ -13,7 +13,9 @@ from bridge.config import ConnectionSettings
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
 @click.option("--docs", default=500, show_default=True, type=click.IntRange(1), help="Slice size.")
 @click.option("--query", default=None, help="The query to run in every mode.")
-@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "-k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Hits per mode."
+)
 @connection_options
 def demo(
     model: str | None,

@@ -21,7 +21,14 @@ from mappings import ANALYZERS, ENGINES
 @click.option("--index", required=True, help="Index to fill (created when missing).")
 @model_options(default=SEED_MODEL)
 @connection_options
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="Input format; auto: from the file name (.jsonl, .tsv, .gz), else JSONL.",
+)
 @click.option("--id-field", default="_id", show_default=True, help="JSONL key of the id.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL key of the text.")
 @click.option("--title-field", default="title", show_default=True, help="JSONL key of the title.")
@@ -32,11 +39,35 @@ from mappings import ANALYZERS, ENGINES
     "--limit", type=click.IntRange(1), help="Read only the first N lines (of each input)."
 )
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Rejects JSONL.")
-@click.option("--engine", type=click.Choice(ENGINES), default="lucene", show_default=True)
-@click.option("--analyzer", type=click.Choice(ANALYZERS), default="english", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="lucene",
+    show_default=True,
+    help="k-NN engine of a new index (faiss needs its native library on every data node).",
+)
+@click.option(
+    "--analyzer",
+    type=click.Choice(ANALYZERS),
+    default="english",
+    show_default=True,
+    help="Text analyzer of title and text in a new index (BM25).",
+)
 @click.option("--m", default=16, show_default=True, type=click.IntRange(2), help="HNSW m.")
-@click.option("--ef-construction", default=128, show_default=True, type=click.IntRange(2))
-@click.option("--shards", default=1, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--ef-construction",
+    default=128,
+    show_default=True,
+    type=click.IntRange(2),
+    help="HNSW ef_construction.",
+)
+@click.option(
+    "--shards",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Primary shards of a new index (BM25 on several uses DFS).",
+)
 @click.option(
     "--replicas",
     type=click.IntRange(0),

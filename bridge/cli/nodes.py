@@ -19,11 +19,45 @@ from bridge.nodes.process import NodeProcess
 from bridge.render import fields
 
 
-def node_options(engine: ModuleType, node_class: type[NodeProcess]) -> Callable[..., Any]:
-    """--version, --port, --heap and --home for a local node of one engine, given as `node`."""
+def port_option(
+    help: str = "The node's HTTP port on 127.0.0.1 (each port has its own data and logs).",
+    **kwargs: Any,
+) -> Callable[..., Any]:
+    return click.option("--port", type=click.IntRange(1, 65535), help=help, **kwargs)
+
+
+HOME_OPTION = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DOTBRIDGE_HOME",
+    help="Cache and node directory [env DOTBRIDGE_HOME].",
+)
+
+
+def node_options(
+    engine: ModuleType, node_class: type[NodeProcess], *, starting: bool = True
+) -> Callable[..., Any]:
+    """--port and --home for a local node of one engine, given as `node`; starting it also
+    takes --version and --heap (stopping or asking about it does not)."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        @click.option(
+        @port_option(default=engine.DEFAULT_PORT, show_default=True)
+        @HOME_OPTION
+        @functools.wraps(func)
+        def wrapper(
+            *args: Any,
+            port: int,
+            home: Path | None,
+            node_version: str = engine.DEFAULT_VERSION,
+            heap: str = engine.DEFAULT_HEAP,
+            **kwargs: Any,
+        ) -> Any:
+            node = node_class(version=node_version, port=port, heap=heap, root=home)
+            return func(*args, node=node, **kwargs)
+
+        if not starting:
+            return wrapper
+        versions = click.option(
             "--version",
             "node_version",
             default=engine.DEFAULT_VERSION,
@@ -31,20 +65,10 @@ def node_options(engine: ModuleType, node_class: type[NodeProcess]) -> Callable[
             type=click.Choice(list(engine.RELEASES)),
             help=f"{node_class.product} version.",
         )
-        @click.option("--port", default=engine.DEFAULT_PORT, show_default=True, type=int)
-        @click.option("--heap", default=engine.DEFAULT_HEAP, show_default=True, help="JVM heap.")
-        @click.option(
-            "--home",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar="DOTBRIDGE_HOME",
-            help="Cache and node directory [env DOTBRIDGE_HOME].",
+        heap = click.option(
+            "--heap", default=engine.DEFAULT_HEAP, show_default=True, help="JVM heap."
         )
-        @functools.wraps(func)
-        def wrapper(*args: Any, node_version, port, heap, home, **kwargs: Any) -> Any:
-            node = node_class(version=node_version, port=port, heap=heap, root=home)
-            return func(*args, node=node, **kwargs)
-
-        return wrapper
+        return versions(heap(wrapper))
 
     return decorate
 
@@ -103,7 +127,7 @@ def _cluster(node: nodes.LocalNode, count: int, transport_port: int | None = Non
 
 
 @opensearch.command()
-@node_options(opensearch_node, nodes.LocalNode)
+@node_options(opensearch_node, nodes.LocalNode, starting=False)
 def stop(node: nodes.LocalNode) -> None:
     """Stop the local node on the port, plain or secured, or every node of the cluster there."""
     if _cluster(node, 1).stop():
@@ -116,11 +140,23 @@ def stop(node: nodes.LocalNode) -> None:
 
 @opensearch.command()
 @connection_options
-def status(settings: ConnectionSettings) -> None:
-    """Print version, plugins and health of the cluster."""
+@port_option("Ask the local node (or cluster) started on this port instead of --url.")
+@HOME_OPTION
+def status(settings: ConnectionSettings, port: int | None, home: Path | None) -> None:
+    """Print version, plugins, health and nodes of the cluster at --url, or of the local node
+    (or cluster) started on --port."""
     from bridge.client import cluster_status
 
+    if port is not None:
+        settings = _local_settings(port, home)
     click.echo(fields(cluster_status(settings)))
+
+
+def _local_settings(port: int, home: Path | None) -> ConnectionSettings:
+    """How to reach the local node on the port: the secured one (admin, its CA) when that runs."""
+    plain = nodes.LocalNode(port=port, root=home)
+    secured = plain.with_security(True)
+    return (secured if secured.running_pid() else plain).connection_settings()
 
 
 @click.group()
@@ -137,7 +173,7 @@ def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
 
 
 @elasticsearch.command("stop")
-@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+@node_options(elasticsearch_node, nodes.ElasticsearchNode, starting=False)
 def es_stop(node: nodes.ElasticsearchNode) -> None:
     """Stop the local Elasticsearch node."""
     if node.stop():
@@ -147,7 +183,7 @@ def es_stop(node: nodes.ElasticsearchNode) -> None:
 
 
 @elasticsearch.command("status")
-@node_options(elasticsearch_node, nodes.ElasticsearchNode)
+@node_options(elasticsearch_node, nodes.ElasticsearchNode, starting=False)
 def es_status(node: nodes.ElasticsearchNode) -> None:
     """Print pid, version and health of the local Elasticsearch node."""
     click.echo(fields(node.status()))

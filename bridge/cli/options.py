@@ -167,7 +167,13 @@ def encoder_options(quantize_help: str = QUANTIZE_HELP) -> Callable[..., Any]:
             show_default=True,
             help="auto: float16 on CUDA, else float32.",
         )
-        @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+        @click.option(
+            "--batch-size",
+            default=64,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Texts per forward pass of the model.",
+        )
         @click.option(
             "--runtime",
             type=click.Choice(RUNTIMES),

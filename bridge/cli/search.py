@@ -158,14 +158,19 @@ def eval_(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the table between <!-- eval:start --> and <!-- eval:end --> in this file.",
 )
-@click.option("--collections", default=",".join(DEFAULT_COLLECTIONS), show_default=True)
+@click.option(
+    "--collections",
+    default=",".join(DEFAULT_COLLECTIONS),
+    show_default=True,
+    help="Comma-separated collection names (see dotbridge datasets list).",
+)
 @click.option(
     "--datasets",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Directory holding the BEIR-format collections. Default: each found in "
     "$DOTBRIDGE_DATASETS, ../shared/datasets or dotbridge's cache (`dotbridge datasets`).",
 )
-@click.option("--modes", default=",".join(MODES), show_default=True)
+@click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated modes.")
 @click.option(
     "--runs-dir",
     default="runs",
@@ -174,7 +179,13 @@ def eval_(
     help="Where the TREC runs are written.",
 )
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Texts per forward pass of the model.",
+)
 @click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
 @connection_options
 def eval_all(

@@ -12,7 +12,11 @@ from bridge.config import DEFAULT_GATEWAY_PORT, MODES, SEED_MODEL, ConnectionSet
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=DEFAULT_GATEWAY_PORT, show_default=True, type=click.IntRange(1, 65535)
+    "--port",
+    default=DEFAULT_GATEWAY_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
 )
 @click.option(
     "--model",
