@@ -53,6 +53,7 @@ class ConnectionSettings:
         if parts.password is None and parts.username is None:
             return self.url
         host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # IPv6 keeps its brackets
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit(parts._replace(netloc=netloc))
 

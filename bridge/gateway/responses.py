@@ -70,4 +70,4 @@ def error_response(
         return web.Response(
             status=exc.status, body=exc.body, headers={**headers, "Content-Type": content_type}
         )
-    return json_response(exc.body(), status=exc.status, params=params)
+    return json_response(exc.body(), status=exc.status, params=params, headers=exc.headers)
