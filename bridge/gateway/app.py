@@ -84,11 +84,7 @@ class Gateway:
         except (GatewayError, UpstreamError) as exc:
             return error_response(exc, params)
         except web.HTTPRequestEntityTooLarge:
-            error = TooLarge(
-                f"The request body is larger than {self.limits.max_body:,} bytes: send a "
-                "smaller one (the gateway's --max-body limit)."
-            )
-            return error_response(error, params)
+            return error_response(self.too_large(), params)
         except (ConnectionError, asyncio.IncompleteReadError):
             return web.Response(status=400)  # the caller left: nobody reads this
         except Exception as exc:
@@ -104,6 +100,12 @@ class Gateway:
             return error_response(error, params)
 
     # ---- _search ---------------------------------------------------------------------------------
+
+    def too_large(self) -> TooLarge:
+        return TooLarge(
+            f"The request body is larger than {self.limits.max_body:,} bytes: send a "
+            "smaller one (the gateway's --max-body limit)."
+        )
 
     async def body(self, request: web.Request) -> tuple[bytes, bytes | None]:
         """The caller's body as sent, and without its Content-Encoding (None: unreadable),
@@ -292,7 +294,21 @@ def create_app(
     limits = limits or Limits()
     gateway = Gateway(upstream, models, resolver, limits=limits, identity=identity, auth=auth)
     app = web.Application(client_max_size=limits.max_body)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue` answered 413 at once for a body past --max-body (else 100)."""
+        if (request.content_length or 0) > limits.max_body:
+            return error_response(gateway.too_large(), request.query)
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return error_response(
+                GatewayError(417, "Only Expect: 100-continue is understood.", "expectation_failed")
+            )
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+
+    app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=expect)
 
     async def on_startup(_: web.Application) -> None:
         await upstream.start()

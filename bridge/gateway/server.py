@@ -154,6 +154,7 @@ async def _serve(settings, options: GatewayOptions, models, say, backend, identi
     from bridge.gateway.upstream import Upstream
 
     limits = options.limits
+    logging.getLogger("aiohttp.server").addFilter(QuietProtocolErrors())
     upstream = Upstream(
         settings,
         backend=backend,
@@ -206,6 +207,25 @@ async def _serve(settings, options: GatewayOptions, models, say, backend, identi
         # runs to take their last answers.
         await runner.cleanup()
         await asyncio.to_thread(models.close)
+
+
+class QuietProtocolErrors(logging.Filter):
+    """aiohttp's own log of a malformed request or a caller gone in one line, not a traceback:
+    strangers' bytes are the gateway's daily bread, not its failures."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | ConnectionError | asyncio.CancelledError):
+            text = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+            first = next((line.strip(" :") for line in str(text).splitlines() if line.strip()), "")
+            record.msg = "refused a request that is not valid HTTP (%s): %s"
+            record.args = (type(exc).__name__, first)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _run(main) -> None:
