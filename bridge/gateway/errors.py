@@ -96,7 +96,13 @@ def as_gateway_error(exc: BaseException) -> GatewayError | None:
         return exc
     if isinstance(exc, DotbridgeError):
         return BadRequest(exc.message)
-    if isinstance(exc, ValueError | TypeError | KeyError):
+    if isinstance(exc, KeyError):
+        # A field missing from an answer of the cluster (a caller's body is read with .get).
+        return UpstreamUnavailable(
+            f"The cluster sent an answer without the expected {exc} field: the gateway cannot "
+            "use it (is this the engine it was started against?)."
+        )
+    if isinstance(exc, ValueError | TypeError):
         # Raised by the body builders and option checks on a caller's values.
         text = str(exc).strip("'\"") or type(exc).__name__
         return BadRequest(text[:1].upper() + text[1:] + ("" if text.endswith(".") else "."))
