@@ -485,3 +485,81 @@ def test_a_node_killed_mid_answer_breaks_the_connection(tiny_model_dir, tmp_path
             stop(proc)
         node.stop()
         assert Path(log).exists() and "Traceback" not in Path(log).read_text()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made for this test, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dotbridge test gateway")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "gateway.pem", folder / "gateway-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_on_the_gateway_port(opensearch_settings, tiny_model_dir, tmp_path, small_index):
+    import urllib3
+
+    cert, key = self_signed(tmp_path)
+    log = tmp_path / "serve.log"
+    port = port_from("DOTBRIDGE_HOSTILE_PORT_2")
+    proc, _ = start_gateway(
+        opensearch_settings,
+        tiny_model_dir,
+        log,
+        "--certfile",
+        str(cert),
+        "--keyfile",
+        str(key),
+        port=port,
+    )
+    verified = urllib3.PoolManager(ca_certs=str(cert), retries=False, timeout=10)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                resp = verified.request("POST", f"{url}/{small_index}/_search", body=b"{}")
+                break
+            except urllib3.exceptions.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.5)
+        assert resp.status == 200 and json.loads(resp.data)["hits"]["hits"]
+        assert "https://127.0.0.1" in log.read_text()
+        unverified = urllib3.PoolManager(retries=False, timeout=10)  # the system's CAs only
+        with pytest.raises(urllib3.exceptions.SSLError):
+            unverified.request("GET", f"{url}/")
+        assert status_of(raw(port, http("GET", "/", {"Connection": "close"}))) in (0, 400)
+    finally:
+        stop(proc)
