@@ -135,7 +135,7 @@ def test_a_user_who_may_read_the_mapping_but_not_search_gets_403_everywhere(
     headers = make_user(
         admin,
         "mapper",
-        "Mapper-pass-1234!",
+        "Xq7!vLp2#Rt9wZk4",
         ["indices:admin/get", "indices:admin/mappings/get", "indices:monitor/settings/get"],
         secured_index,
     )
@@ -182,7 +182,7 @@ def test_msearch_items_naming_an_index_the_caller_may_not_search(
     headers = make_user(
         admin,
         "onlyone",
-        "Onlyone-pass-1234!",
+        "Bn3@hTr8%Yw2qLm5",
         ["read", "indices:admin/get", "indices:admin/mappings/get", "indices:monitor/settings/get"],
         secured_index,
     )
@@ -231,7 +231,7 @@ def test_the_meta_cache_is_kept_per_caller(
     without the caller would have let it through (200)."""
     admin = connect(secure_settings)
     headers = make_user(
-        admin, "searcher", "Searcher-pass-1234!", ["indices:data/read/search*"], secured_index
+        admin, "searcher", "Kd9#pWz4!Hs7vNc1", ["indices:data/read/search*"], secured_index
     )
     log = tmp_path / "serve.log"
     ca = str(Path(secure_settings.ca_certs))
