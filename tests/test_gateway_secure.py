@@ -118,7 +118,10 @@ def make_user(admin, user: str, password: str, actions: list[str], index: str) -
     admin.transport.perform_request(
         "PUT",
         f"{api}/roles/{role}",
-        body={"index_permissions": [{"index_patterns": [index], "allowed_actions": actions}]},
+        body={
+            "cluster_permissions": ["indices:data/read/msearch"],
+            "index_permissions": [{"index_patterns": [index], "allowed_actions": actions}],
+        },
     )
     admin.transport.perform_request(
         "PUT", f"{api}/internalusers/{user}", body={"password": password}
