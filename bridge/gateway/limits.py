@@ -30,7 +30,7 @@ class Limits:
     max_depth: int = 100
     max_neural: int = 100
     max_texts: int = 4096  # per model-API call
-    max_chars: int = 4_000_000  # per model-API call, all texts together
+    max_chars: int = 8_000_000  # per model-API call, all texts together
     max_queue: int = 8192  # texts waiting for one model's encoder, per kind
     encode_timeout: float = 30.0
     max_staged: int = 64  # searches with dotbridge features running at once
