@@ -577,3 +577,21 @@ def test_tls_on_the_gateway_port(opensearch_settings, tiny_model_dir, tmp_path, 
         assert status_of(raw(port, http("GET", "/", {"Connection": "close"}))) in (0, 400)
     finally:
         stop(proc)
+
+
+def test_pass_through_parity_for_answers_over_a_mib(gateway, opensearch_settings, big_index):
+    """A 20 MB answer through the gateway: the same bytes and headers as from the cluster."""
+    shown = "filter_path=hits.hits._id,hits.hits._source"
+    path = f"/{big_index}/_search?size={BIG_DOCS}&sort=_doc&{shown}"
+    through = request(gateway["url"], "GET", path)
+    direct = request(opensearch_settings.url.rstrip("/"), "GET", path)
+    assert through.status == direct.status == 200
+    assert len(direct.data) > 10 << 20
+    assert through.data == direct.data
+    kept = ("content-type", "content-length", "content-encoding")
+    assert {k: through.headers.get(k) for k in kept} == {k: direct.headers.get(k) for k in kept}
+    gzipped = {"Accept-Encoding": "gzip"}
+    through = request(gateway["url"], "GET", path, headers=gzipped)
+    direct = request(opensearch_settings.url.rstrip("/"), "GET", path, headers=gzipped)
+    assert through.data == direct.data  # urllib3 inflates both; the encoding passed through
+    assert through.headers.get("content-encoding") == direct.headers.get("content-encoding")
