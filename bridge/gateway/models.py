@@ -75,7 +75,7 @@ class ServedModel:
         return await self.batcher.encode(window, "passage")
 
     def public(self) -> dict[str, Any]:
-        """What any caller may know of the model: no paths, devices or load."""
+        """What any caller may know of the model: no paths or devices."""
         spec = self.spec
         return {
             "name": self.name,
@@ -83,6 +83,7 @@ class ServedModel:
             "similarity": spec.similarity.value,
             "normalize": spec.normalize,
             "pooling": spec.pooling,
+            "encoder": self.batcher.stats.as_dict(),
         }
 
     def describe(self) -> dict[str, Any]:
