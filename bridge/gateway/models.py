@@ -83,6 +83,8 @@ class ServedModel:
             "similarity": spec.similarity.value,
             "normalize": spec.normalize,
             "pooling": spec.pooling,
+            "runtime": spec.runtime,
+            "quantization": spec.quantization,
             "encoder": self.batcher.stats.as_dict(),
         }
 
