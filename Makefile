@@ -7,7 +7,7 @@ EXTRAS := test,bench,serve
 # The exact versions the test suite passed with (pip-tools; `make lock` refreshes it).
 LOCK := constraints.txt
 
-.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray eval drills \
+.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray gateway-load eval drills \
 	clean
 
 install: $(VENV)/.installed
@@ -72,6 +72,14 @@ bench: install
 BENCH_RAY_PORT ?= 9283
 bench-ray: install
 	$(BIN)/python benchmarks/bench_ray.py --port $(BENCH_RAY_PORT) --doc docs/ray.md
+
+# Issue 19: 50 clients mixing pass-through, neural and _embed floods through one gateway
+# (MiniLM on the CPU, OpenSearch at OPENSEARCH_URL or http://127.0.0.1:$(GATEWAY_LOAD_PORT)).
+GATEWAY_LOAD_PORT ?= 9200
+GATEWAY_LOAD_SECONDS ?= 60
+gateway-load: install
+	$(BIN)/python benchmarks/gateway_load.py --url $${OPENSEARCH_URL:-http://127.0.0.1:$(GATEWAY_LOAD_PORT)} \
+		--seconds $(GATEWAY_LOAD_SECONDS)
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme docs/evaluation.md

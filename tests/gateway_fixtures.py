@@ -63,7 +63,8 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
         if proc.poll() is not None:
             pytest.fail(f"dotbridge serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if HTTP.request("GET", f"{url}/_dotbridge", timeout=2).status == 200:
+            # 401: up, in front of a secured cluster (its API is for authenticated callers).
+            if HTTP.request("GET", f"{url}/_dotbridge", timeout=2).status in (200, 401):
                 return
         except urllib3.exceptions.HTTPError:
             pass

@@ -118,8 +118,10 @@ def test_encoding_never_holds_up_pass_through(gateway_url, index):
             passed_through = time.monotonic()
             embedded = [f.result() for f in futures]
         assert statuses == [200] * 30
-        assert [status for status, _ in embedded] == [200] * requests_at_once
-        last_embedding = max(at for _, at in embedded)
+        # Past --max-queue the gateway refuses at once (429) rather than queue without end.
+        done = [(status, at) for status, at in embedded if status == 200]
+        assert done and {status for status, _ in embedded} <= {200, 429}, embedded
+        last_embedding = max(at for _, at in done)
         outcomes.append((requests_at_once, passed_through < last_embedding))
         if passed_through < last_embedding:
             break

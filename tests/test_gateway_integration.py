@@ -501,15 +501,31 @@ def test_the_served_checkpoint_with_another_pooling_names_the_setting(
     assert "--index" not in reason and reason.count(". ") == 0
 
 
-def test_a_plain_index_refuses_neural_and_passes_plain_searches(gateway, client, engine_index):
+def test_a_plain_index_gets_neural_rerank_and_hybrid_as_the_cluster_answers_them(
+    gateway, client, engine, engine_index
+):
+    """Transparent where dotbridge owns nothing: the cluster's own answer (its neural-search's,
+    or its refusal) to the very body the caller sent, never a dotbridge sentence."""
     index_name = engine_index
     client.indices.create(
         index=index_name, body={"mappings": {"properties": {"t": {"type": "text"}}}}
     )
     client.index(index=index_name, id="1", body={"t": "hello"}, refresh=True)
-    body = {"query": {"neural": {"vector": {"query_text": "hello"}}}}
-    resp = request(gateway, "POST", f"/{index_name}/_search", body)
-    assert resp.status == 400 and "not created by dotbridge" in answer(resp)["error"]["reason"]
+    direct = engine.settings.url.rstrip("/")
+    for body in (
+        {"query": {"neural": {"vector": {"query_text": "hello", "model_id": "m"}}}},
+        {"query": {"match": {"t": "hello"}}, "ext": {"rerank": {"query_context": {"x": 1}}}},
+        {"query": {"hybrid": {"queries": [{"match": {"t": "hello"}}]}}},
+    ):
+        through = request(gateway, "POST", f"/{index_name}/_search", body)
+        expected = request(direct, "POST", f"/{index_name}/_search", body)
+        assert through.status == expected.status, (body, through.data[:300])
+        got, want = answer(through), answer(expected)
+        assert b"dotbridge" not in through.data
+        if "error" in want:
+            assert got["error"]["type"] == want["error"]["type"]
+        else:
+            assert ids(got) == ids(want)
     plain = search(gateway, index_name, {"query": {"match": {"t": "hello"}}})
     assert ids(plain) == ["1"]
 

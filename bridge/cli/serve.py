@@ -6,7 +6,9 @@ from __future__ import annotations
 import click
 
 from bridge.cli.options import connection_options, encoder_options, names
+from bridge.cli.serve_limits import limit_options
 from bridge.config import DEFAULT_GATEWAY_PORT, MODES, SEED_MODEL, ConnectionSettings, ModelSettings
+from bridge.gateway.limits import Limits
 
 
 @click.command()
@@ -52,6 +54,27 @@ from bridge.config import DEFAULT_GATEWAY_PORT, MODES, SEED_MODEL, ConnectionSet
     help="Seconds an index's _meta is cached per caller (0: read it for every search).",
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
+@limit_options
+@click.option(
+    "--certfile",
+    type=click.Path(dir_okay=False),
+    help="TLS certificate (PEM) for the gateway's port.",
+)
+@click.option(
+    "--keyfile", type=click.Path(dir_okay=False), help="Its private key (PEM), with --certfile."
+)
+@click.option(
+    "--trusted-proxies",
+    multiple=True,
+    help="Addresses or networks (comma-separated, repeatable) of load balancers whose "
+    "X-Forwarded-*, X-Real-IP, Forwarded and proxy-auth headers may pass. Default: none.",
+)
+@click.option(
+    "--strip-header",
+    "strip_headers",
+    multiple=True,
+    help="Another header callers may not set (the cluster's own proxy-auth headers); repeatable.",
+)
 @click.option(
     "--print-connectors",
     is_flag=True,
@@ -73,6 +96,11 @@ def serve(
     batch_wait_ms: float,
     meta_ttl: float,
     access_log: bool,
+    limits: Limits,
+    certfile: str | None,
+    keyfile: str | None,
+    trusted_proxies: tuple[str, ...],
+    strip_headers: tuple[str, ...],
     print_connectors: bool,
     public_url: str | None,
     index: str,
@@ -99,6 +127,11 @@ def serve(
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
             access_log=access_log,
+            limits=limits,
+            certfile=certfile,
+            keyfile=keyfile,
+            trusted_proxies=trusted_proxies,
+            strip_headers=strip_headers,
         ),
         ModelOptions(models=models, encoder=encoder),
         say=click.echo,

@@ -10,7 +10,10 @@ model; everything else passes through unchanged. One concern a module:
 - `msearch`: `_msearch` items; `models`: served models and which one an index needs;
 - `batcher`: micro-batching on the encoder's own thread; `mlapi`, `connectors`: the model API
   for ml-commons and `--print-connectors`; `app`: routing and the one error boundary;
-- `server`: start-up and the event loop; `aliases`: the `dotbridge aliases` command.
+- `limits`: what one request may ask (sizes, depth, clauses, texts); `identity`: the headers a
+  caller may not set, and who may use the gateway's own API; `relay`: answers relayed safely
+  past slow and failing peers; `shaping`: filter_path/format/pretty; `hitkeys`: (_id, _index);
+- `server`: start-up, TLS and the event loop; `aliases`: the `dotbridge aliases` command.
 
 Needs the `serve` extra (`pip install 'dotbridge[serve]'`): aiohttp, imported only here.
 """

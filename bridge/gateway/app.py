@@ -8,19 +8,28 @@ boundary where failures become answers: OpenSearch's error JSON, never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-import zlib
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from bridge.gateway import executor, mlapi
+from bridge.gateway import executor, limits, mlapi
 from bridge.gateway.discover import split_alias
-from bridge.gateway.errors import BadRequest, GatewayError, UpstreamError, as_gateway_error
+from bridge.gateway.errors import (
+    BadRequest,
+    GatewayError,
+    Overloaded,
+    TooLarge,
+    UpstreamError,
+    as_gateway_error,
+)
 from bridge.gateway.executor import Call, Forward
+from bridge.gateway.identity import Authenticator, Identity
+from bridge.gateway.limits import Limits
 from bridge.gateway.models import IndexResolver, Models, NotDotbridge
 from bridge.gateway.msearch import is_special, parse_ndjson, run_msearch
 from bridge.gateway.responses import error_response, json_response
@@ -33,20 +42,34 @@ SEARCH = re.compile(r"^/(?:(?P<target>[^/_][^/]*)/)?_search/?$")
 MSEARCH = re.compile(r"^/(?:(?P<target>[^/_][^/]*)/)?_msearch/?$")
 EMBED = re.compile(r"^/_dotbridge/models/(?P<name>[^/]+)/_embed/?$")
 RERANK = re.compile(r"^/_dotbridge/rerank/(?P<index>[^/_][^/]*)/?$")
-MAX_BODY = 100 * 1024 * 1024  # OpenSearch's own http.max_content_length default
 
 
 class Gateway:
     """The request handler: one per application, holding the cluster client and the models."""
 
-    def __init__(self, upstream: Upstream, models: Models, resolver: IndexResolver) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        models: Models,
+        resolver: IndexResolver,
+        *,
+        limits: Limits | None = None,
+        identity: Identity | None = None,
+        auth: Authenticator | None = None,
+    ) -> None:
         self.upstream = upstream
         self.models = models
         self.resolver = resolver
+        self.limits = limits or Limits()
+        self.identity = identity or Identity()
+        self.auth = auth or Authenticator(upstream, ttl=resolver.ttl)
+        self.staged = 0  # searches with dotbridge features running now
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         params = request.query
         try:
+            # Identity and connection headers the caller may not set are gone before anything.
+            request = request.clone(headers=self.identity.clean(request))
             path = request.rel_url.raw_path
             if path.startswith("/_dotbridge"):
                 return await self.own(request, path)
@@ -60,6 +83,10 @@ class Gateway:
             return await self.upstream.forward(request)
         except (GatewayError, UpstreamError) as exc:
             return error_response(exc, params)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(self.too_large(), params)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return web.Response(status=400)  # the caller left: nobody reads this
         except Exception as exc:
             error = as_gateway_error(exc)
             if error is None:
@@ -74,20 +101,48 @@ class Gateway:
 
     # ---- _search ---------------------------------------------------------------------------------
 
+    def too_large(self) -> TooLarge:
+        return TooLarge(
+            f"The request body is larger than {self.limits.max_body:,} bytes: send a "
+            "smaller one (the gateway's --max-body limit)."
+        )
+
+    async def body(self, request: web.Request) -> tuple[bytes, bytes | None]:
+        """The caller's body as sent, and without its Content-Encoding (None: unreadable),
+        within the size limits and the read timeout."""
+        try:
+            raw = await asyncio.wait_for(request.read(), self.limits.read_timeout)
+        except TimeoutError:
+            raise GatewayError(
+                408,
+                f"The request body did not arrive within {self.limits.read_timeout:g} s.",
+                "dotbridge_gateway_exception",
+            ) from None
+        return raw, await limits.inflate(raw, request.headers.get("Content-Encoding"), self.limits)
+
+    def parse(self, raw: bytes) -> dict | None:
+        """A JSON object body ({} when empty), depth-checked; None when it is not one."""
+        if not raw.strip():
+            return {}
+        try:
+            value = limits.loads(raw, self.limits)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     async def search(self, request: web.Request, raw_target: str | None) -> web.StreamResponse:
-        raw = await request.read()
-        plain = decoded(raw, request.headers.get("Content-Encoding"))
+        raw, plain = await self.body(request)
         target = unquote(raw_target) if raw_target else None
         alias = split_alias(target)
         if plain is None or (alias is None and not has_markers(plain)):
             return await self.upstream.forward(request, raw)
-        body = parse_object(plain)
+        body = self.parse(plain)
         if body is None:
             return await self.upstream.forward(request, raw)  # the cluster says what is wrong
-        featured = has_features(body)
-        if not featured and alias is None:
-            return await self.upstream.forward(request, raw)
+        limits.check_neural(limits.count_neural(body), self.limits)
         if raw_target is None or target is None:
+            if not has_features(body):
+                return await self.upstream.forward(request, raw)
             raise BadRequest(
                 "A search with neural, rerank or hybrid needs its index in the path: "
                 "POST /INDEX/_search."
@@ -113,28 +168,47 @@ class Gateway:
         params: Mapping[str, str],
         headers: Mapping[str, str],
     ) -> Forward | dict | None:
-        """One search on one target: its features run, its per-mode name honoured."""
+        """One search on one target: its features run, its per-mode name honoured; None: the
+        gateway owns nothing here and the search goes to the cluster unchanged (an index not
+        made by dotbridge keeps the cluster's own neural-search)."""
         alias = split_alias(target)
-        featured = has_features(body)
         caller = caller_headers(headers)
         info = await self.resolver.resolve(target, raw_target, caller)
         if isinstance(info, NotDotbridge):
-            if not featured:
-                return None  # a name that only looks like a per-mode one
-            raise BadRequest(info.reason)
+            return None
+        featured = has_features(body)
+        if not featured and alias is None:
+            return None
         mode = alias[1] if alias is not None and not featured else None
-        call = Call(self.upstream, caller, raw_target, params)
-        return await executor.run(call, info, body, mode)
+        if self.staged >= self.limits.max_staged:
+            raise Overloaded(
+                f"The gateway is running {self.staged} searches with the model: retry in a "
+                "moment (its --max-staged limit)."
+            )
+        self.staged += 1
+        try:
+            call = Call(self.upstream, caller, raw_target, params)
+            return await executor.run(call, info, body, mode)
+        finally:
+            self.staged -= 1
 
     # ---- _msearch --------------------------------------------------------------------------------
 
     async def msearch(self, request: web.Request, raw_target: str | None) -> web.StreamResponse:
-        raw = await request.read()
-        plain = decoded(raw, request.headers.get("Content-Encoding"))
+        raw, plain = await self.body(request)
         target = unquote(raw_target) if raw_target else None
-        items = parse_ndjson(plain) if plain is not None else None
+        if plain is None:
+            return await self.upstream.forward(request, raw)
+        try:
+            items = parse_ndjson(plain)
+        except RecursionError:
+            raise limits.too_deep(self.limits) from None
         if items is None or not any(is_special(h, line, target) for h, _, line in items):
             return await self.upstream.forward(request, raw)
+        for header, body, _ in items:
+            limits.check_depth(header, self.limits)
+            limits.check_depth(body, self.limits)
+        limits.check_neural(sum(limits.count_neural(b) for _, b, _ in items), self.limits)
 
         async def run_item(name, raw_name, body, params):
             return await self.run(name, raw_name, body, params, request.headers)
@@ -153,23 +227,28 @@ class Gateway:
     # ---- the gateway's own API ------------------------------------------------------------------
 
     async def own(self, request: web.Request, path: str) -> web.StreamResponse:
+        caller = caller_headers(request.headers)
         if path.rstrip("/") == "/_dotbridge" and request.method in ("GET", "HEAD"):
-            return json_response(self.describe(), params=request.query)
+            known = await self.auth.check(caller)
+            return json_response(self.describe(known), params=request.query)
         match = EMBED.match(path)
         if match and request.method == "POST":
+            await self.auth.check(caller)
             model = self.models.by_name(unquote(match["name"]))
-            body = parse_object(await request.read())
-            return json_response(await mlapi.embed(model, body))
+            raw, plain = await self.body(request)
+            body = self.parse(plain if plain is not None else raw)
+            return json_response(await mlapi.embed(model, body, self.limits))
         match = RERANK.match(path)
         if match and request.method == "POST":
             raw_index = match["index"]
+            raw, plain = await self.body(request)
             ranked = await mlapi.rerank(
                 self.upstream,
                 self.resolver,
                 unquote(raw_index),
                 raw_index,
-                caller_headers(request.headers),
-                parse_object(await request.read()),
+                caller,
+                self.parse(plain if plain is not None else raw),
             )
             return json_response(ranked)
         raise GatewayError(
@@ -179,7 +258,14 @@ class Gateway:
             "dotbridge_gateway_exception",
         )
 
-    def describe(self) -> dict:
+    def describe(self, known: bool) -> dict:
+        """The gateway and its models; the cluster's address, model paths and devices only for
+        a caller the cluster (or the gateway's token) vouches for."""
+        if not known:
+            return {
+                "name": "dotbridge gateway",
+                "models": [model.public() for model in self.models.served],
+            }
         return {
             "name": "dotbridge gateway",
             "cluster": self.upstream.base,
@@ -195,37 +281,34 @@ def has_features(body: dict) -> bool:
     )
 
 
-def parse_object(raw: bytes) -> dict | None:
-    """A JSON object body ({} when empty); None when it is not one."""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def decoded(raw: bytes, encoding: str | None) -> bytes | None:
-    """The body without its Content-Encoding (opensearch-py gzips request bodies); None when
-    the gateway cannot read it (the request then passes through as it is)."""
-    if not encoding or encoding.lower() == "identity":
-        return raw
-    try:
-        if encoding.lower() in ("gzip", "x-gzip"):
-            return zlib.decompress(raw, 16 + zlib.MAX_WBITS)
-        if encoding.lower() == "deflate":
-            return zlib.decompress(raw)
-    except zlib.error:
-        return None
-    return None
-
-
-def create_app(upstream: Upstream, models: Models, resolver: IndexResolver) -> web.Application:
+def create_app(
+    upstream: Upstream,
+    models: Models,
+    resolver: IndexResolver,
+    *,
+    limits: Limits | None = None,
+    identity: Identity | None = None,
+    auth: Authenticator | None = None,
+) -> web.Application:
     """The aiohttp application: one catch-all route; the cluster client opens and closes with it."""
-    gateway = Gateway(upstream, models, resolver)
-    app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    limits = limits or Limits()
+    gateway = Gateway(upstream, models, resolver, limits=limits, identity=identity, auth=auth)
+    app = web.Application(client_max_size=limits.max_body)
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue` answered 413 at once for a body past --max-body (else 100)."""
+        if (request.content_length or 0) > limits.max_body:
+            return error_response(gateway.too_large(), request.query)
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return error_response(
+                GatewayError(417, "Only Expect: 100-continue is understood.", "expectation_failed")
+            )
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+
+    app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=expect)
 
     async def on_startup(_: web.Application) -> None:
         await upstream.start()

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bridge.gateway.errors import Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,10 @@ class MicroBatcher:
     """`await encode(texts, kind)` from any coroutine; one thread runs the model in batches.
 
     `encoders` maps a kind ("query" or "passage") to a function of a list of texts returning
-    float32 rows in input order (an Encoder's `encode_queries` / `encode_passages`).
+    float32 rows in input order (an Encoder's `encode_queries` / `encode_passages`). Each kind
+    has its own bounded queue (`max_queue` texts: Overloaded past it) and queries go first, so a
+    flood of passages from the model API never makes a search wait behind it; a job waits at
+    most `timeout` seconds, and a job whose caller left is dropped before it is encoded.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class MicroBatcher:
         *,
         max_batch: int = 64,
         max_wait: float = 0.0,
+        max_queue: int = 8192,
+        timeout: float | None = None,
         name: str = "encoder",
     ) -> None:
         if max_batch < 1:
@@ -84,8 +91,13 @@ class MicroBatcher:
         self.encoders = encoders
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_queue = max_queue
+        self.timeout = timeout
         self.stats = BatchStats()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._waiting: dict[str, deque[_Job]] = {kind: deque() for kind in KINDS}
+        self._queued = dict.fromkeys(KINDS, 0)
+        self._closed = False
         self._thread = threading.Thread(target=self._work, name=f"dotbridge-{name}", daemon=True)
         self._thread.start()
 
@@ -97,42 +109,79 @@ class MicroBatcher:
         job = _Job(list(texts), kind, loop, loop.create_future())
         if not job.texts:
             raise ValueError("nothing to encode: give at least one text")
-        self._queue.put(job)
-        return await job.future
+        with self._cond:
+            if self._closed:
+                raise Overloaded("The gateway is shutting down: retry on another one.")
+            queued = self._queued[kind]
+            if queued and queued + len(job.texts) > self.max_queue:
+                raise Overloaded(
+                    f"The model has {queued} texts waiting to be encoded: retry in a moment "
+                    "(the gateway's --max-queue limit)."
+                )
+            self._queued[kind] += len(job.texts)
+            self._waiting[kind].append(job)
+            self._cond.notify()
+        try:
+            return await asyncio.wait_for(job.future, self.timeout)
+        except TimeoutError:
+            raise Overloaded(
+                f"The model did not encode this request within {self.timeout:g} s: the gateway "
+                "is busy, retry in a moment (its --encode-timeout limit).",
+                retry_after=5,
+            ) from None
+
+    @property
+    def queued(self) -> dict[str, int]:
+        with self._cond:
+            return dict(self._queued)
 
     def close(self) -> None:
         """Stop the worker after the jobs already queued."""
-        self._queue.put(None)
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
         self._thread.join(timeout=30)
 
     # ---- the worker thread -------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            jobs = self._collect()
+            if jobs is None:
                 return
-            jobs, stop = self._collect(first)
-            for kind in {job.kind for job in jobs}:
-                self._run([job for job in jobs if job.kind == kind], kind)
-            if stop:
-                return
+            for kind in KINDS:
+                mine = [job for job in jobs if job.kind == kind and not job.future.done()]
+                if mine:
+                    self._run(mine, kind)
 
-    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """The first job plus whatever else is queued, up to max_batch texts."""
-        jobs, count = [first], len(first.texts)
-        deadline = time.monotonic() + self.max_wait
-        while count < self.max_batch:
-            timeout = deadline - time.monotonic()
-            try:
-                job = self._queue.get_nowait() if timeout <= 0 else self._queue.get(timeout=timeout)
-            except queue.Empty:
-                break
-            if job is None:
-                return jobs, True
-            jobs.append(job)
-            count += len(job.texts)
-        return jobs, False
+    def _collect(self) -> list[_Job] | None:
+        """Queued jobs, queries first, up to max_batch texts (at least one job); None: closed
+        with nothing left."""
+        with self._cond:
+            while not self._pending():
+                if self._closed:
+                    return None
+                self._cond.wait()
+            if self.max_wait > 0:
+                deadline = time.monotonic() + self.max_wait
+                while self._pending() < self.max_batch and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            jobs: list[_Job] = []
+            count = 0
+            for kind in KINDS:
+                waiting = self._waiting[kind]
+                while waiting and (not jobs or count + len(waiting[0].texts) <= self.max_batch):
+                    job = waiting.popleft()
+                    self._queued[kind] -= len(job.texts)
+                    jobs.append(job)
+                    count += len(job.texts)
+            return jobs
+
+    def _pending(self) -> int:
+        return sum(self._queued.values())
 
     def _run(self, jobs: list[_Job], kind: str) -> None:
         # One forward pass for the distinct texts of every job: a text asked twice is encoded once.

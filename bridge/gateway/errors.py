@@ -14,11 +14,18 @@ GATEWAY_TYPE = "dotbridge_gateway_exception"
 class GatewayError(Exception):
     """A failure the gateway reports itself: an HTTP status, an error type and one sentence."""
 
-    def __init__(self, status: int, reason: str, kind: str = BAD_REQUEST_TYPE) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        kind: str = BAD_REQUEST_TYPE,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.kind = kind
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.reason, self.kind)
@@ -36,6 +43,22 @@ class UpstreamUnavailable(GatewayError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(502, reason, GATEWAY_TYPE)
+
+
+class TooLarge(GatewayError):
+    """A request past one of the gateway's size limits (413)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(413, reason, "content_too_long_exception")
+
+
+class Overloaded(GatewayError):
+    """The gateway has too much work queued (429, with `Retry-After`)."""
+
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(
+            429, reason, "rejected_execution_exception", {"Retry-After": str(retry_after)}
+        )
 
 
 class UpstreamError(Exception):
@@ -73,7 +96,13 @@ def as_gateway_error(exc: BaseException) -> GatewayError | None:
         return exc
     if isinstance(exc, DotbridgeError):
         return BadRequest(exc.message)
-    if isinstance(exc, ValueError | TypeError | KeyError):
+    if isinstance(exc, KeyError):
+        # A field missing from an answer of the cluster (a caller's body is read with .get).
+        return UpstreamUnavailable(
+            f"The cluster sent an answer without the expected {exc} field: the gateway cannot "
+            "use it (is this the engine it was started against?)."
+        )
+    if isinstance(exc, ValueError | TypeError):
         # Raised by the body builders and option checks on a caller's values.
         text = str(exc).strip("'\"") or type(exc).__name__
         return BadRequest(text[:1].upper() + text[1:] + ("" if text.endswith(".") else "."))

@@ -23,6 +23,7 @@ import numpy as np
 
 from bridge.gateway.discover import mode_body, typed_text
 from bridge.gateway.errors import BadRequest
+from bridge.gateway.hitkeys import hit_key, key_id, only, restricted
 from bridge.gateway.models import IndexInfo
 from bridge.gateway.responses import search_response
 from bridge.gateway.rewrite import (
@@ -210,9 +211,9 @@ async def fused(
         hits = resp["hits"]["hits"]
         if is_dense:  # as Knn reports them: the model's similarity, not the engine's score
             sim, backend = info.spec.similarity, call.upstream.backend
-            runs.append([(h["_id"], to_similarity(h["_score"], sim, backend)) for h in hits])
+            runs.append([(hit_key(h), to_similarity(h["_score"], sim, backend)) for h in hits])
         else:
-            runs.append([(h["_id"], float(h["_score"])) for h in hits])
+            runs.append([(hit_key(h), float(h["_score"])) for h in hits])
     if opts.fusion == "rrf":
         ranking = rrf([[doc_id for doc_id, _ in run] for run in runs], k=opts.rrf_k)
     else:
@@ -245,7 +246,7 @@ async def reranked(
         query = replace_neural(query, vectors, info.spec.vector_field, call.upstream.backend)
         stage = first_stage(body, query, n, aggregations=True)
         first = await call.search(stage, "typed_keys", dfs=info.shards > 1)
-        ids = [h["_id"] for h in first["hits"]["hits"]]
+        ids = [hit_key(h) for h in first["hits"]["hits"]]
     else:
         ids = [doc_id for doc_id, _ in ranked[:n]]
     assert first is not None
@@ -254,12 +255,13 @@ async def reranked(
     if ids and start + size > 0:
         second = exact_score_body(
             vectors[text],
-            ids,
+            list(dict.fromkeys(key_id(key) for key in ids)),
             min(start + size, len(ids)),
             similarity=info.spec.similarity,
             vector_field=info.spec.vector_field,
             backend=call.upstream.backend,
         )
+        second["query"] = restricted(second["query"], ids)  # (id, index), not the id alone
         second.update(display(body, highlight_from(body)))
         resp = await call.search(second)
         for h in resp["hits"]["hits"]:
@@ -287,13 +289,13 @@ async def page_by_id(
     page = ranked[start : start + size]
     hits = []
     if page:
-        fetch = {"query": {"ids": {"values": [doc_id for doc_id, _ in page]}}, "size": len(page)}
+        fetch = {"query": only(key for key, _ in page), "size": len(page)}
         fetch.update(display(body, highlight_query))
         resp = await call.search(fetch)
-        by_id = {h["_id"]: h for h in resp["hits"]["hits"]}
-        for doc_id, score in page:
-            if doc_id in by_id:  # else deleted since it was ranked
-                hit = {k: v for k, v in by_id[doc_id].items() if k != "sort"}
+        by_key = {hit_key(h): h for h in resp["hits"]["hits"]}
+        for key, score in page:
+            if key in by_key:  # else deleted since it was ranked
+                hit = {k: v for k, v in by_key[key].items() if k != "sort"}
                 hit["_score"] = score
                 hits.append(hit)
     return search_response(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bridge.gateway.errors import BadRequest
+from bridge.gateway.limits import Limits, check_texts
 from bridge.gateway.models import IndexResolver, NotDotbridge, ServedModel
 from bridge.gateway.rewrite import query_text
 from bridge.gateway.upstream import Upstream
@@ -25,16 +26,16 @@ from bridge.search.scores import similarities
 MAX_INPUTS = 10_000
 
 
-async def embed(model: ServedModel, body: Any) -> list[list[float]]:
-    """Passage vectors of the texts in `input`, in order."""
+async def embed(model: ServedModel, body: Any, limits: Limits | None = None) -> list[list[float]]:
+    """Passage vectors of the texts in `input`, in order (each text read up to the model's
+    window; the number of texts and characters within `limits`)."""
     texts = body.get("input") if isinstance(body, dict) else None
     if isinstance(texts, str):
         texts = [texts]
     if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
         raise BadRequest('The embedding request needs "input": a list of texts.')
-    if len(texts) > MAX_INPUTS:
-        raise BadRequest(f"At most {MAX_INPUTS} texts per embedding request, got {len(texts)}.")
-    vectors = await model.batcher.encode(texts, "passage")
+    check_texts(texts, limits or Limits())
+    vectors = await model.passages(texts)
     return vectors.tolist()
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from bridge.errors import IndexMismatch
 from bridge.gateway.batcher import MicroBatcher
 from bridge.gateway.errors import BadRequest, GatewayError
+from bridge.gateway.limits import clipped
 from bridge.gateway.upstream import Upstream, identity_key
 from bridge.indexes import (
     IndexSpec,
@@ -47,12 +48,22 @@ class ServedModel:
     batcher: MicroBatcher
 
     @classmethod
-    def load(cls, encoder: Encoder, *, max_batch: int, max_wait: float) -> ServedModel:
+    def load(
+        cls,
+        encoder: Encoder,
+        *,
+        max_batch: int,
+        max_wait: float,
+        max_queue: int = 8192,
+        timeout: float | None = None,
+    ) -> ServedModel:
         name = model_name(encoder.model_id)
         batcher = MicroBatcher(
             {"query": encoder.encode_queries, "passage": encoder.encode_passages},
             max_batch=max_batch,
             max_wait=max_wait,
+            max_queue=max_queue,
+            timeout=timeout,
             name=name,
         )
         return cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)
@@ -60,8 +71,28 @@ class ServedModel:
     async def vectors(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Each distinct query text's vector, encoded together in one shared batch."""
         distinct = list(dict.fromkeys(texts))
-        rows = await self.batcher.encode(distinct, "query")
+        window = clipped(distinct, getattr(self.encoder, "query_max_length", 512))
+        rows = await self.batcher.encode(window, "query")
         return dict(zip(distinct, rows, strict=True))
+
+    async def passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Passage vectors in order (each text cut to the model's window before tokenizing)."""
+        window = clipped(list(texts), getattr(self.encoder, "passage_max_length", 512))
+        return await self.batcher.encode(window, "passage")
+
+    def public(self) -> dict[str, Any]:
+        """What any caller may know of the model: no paths or devices."""
+        spec = self.spec
+        return {
+            "name": self.name,
+            "dimension": spec.dimension,
+            "similarity": spec.similarity.value,
+            "normalize": spec.normalize,
+            "pooling": spec.pooling,
+            "runtime": spec.runtime,
+            "quantization": spec.quantization,
+            "encoder": self.batcher.stats.as_dict(),
+        }
 
     def describe(self) -> dict[str, Any]:
         spec = self.spec

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from bridge.gateway.errors import GatewayError, UpstreamError
+from bridge.gateway.shaping import JSON_TYPE, render, truthy
 
-JSON_TYPE = "application/json; charset=UTF-8"
-
-
-def truthy(params: Mapping[str, str], name: str) -> bool:
-    """A boolean query-string flag as OpenSearch reads it: present and not `false`."""
-    return name in params and params[name].lower() not in ("false", "0", "no")
+__all__ = ["JSON_TYPE", "error_response", "json_response", "search_response", "truthy"]
 
 
 def search_response(
@@ -51,13 +46,12 @@ def json_response(
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ):
-    """A JSON answer, indented when the caller asked `?pretty`; `headers`: the engine's own
-    (Elasticsearch's clients check `X-Elastic-Product` on every successful answer)."""
-    pretty = params is not None and truthy(params, "pretty")
-    text = json.dumps(body, indent=2) if pretty else json.dumps(body, separators=(",", ":"))
-    return web.Response(
-        status=status, body=text.encode(), content_type="application/json", headers=headers
-    )
+    """A JSON answer shaped by the caller's `filter_path`, `format` and `pretty`, with the
+    cluster's Content-Type; `headers`: the engine's own (Elasticsearch's clients check
+    `X-Elastic-Product` on every successful answer)."""
+    data, content_type = render(body, params)
+    sent = {**(headers or {}), "Content-Type": content_type}
+    return web.Response(status=status, body=data, headers=sent)
 
 
 def error_response(
@@ -70,4 +64,4 @@ def error_response(
         return web.Response(
             status=exc.status, body=exc.body, headers={**headers, "Content-Type": content_type}
         )
-    return json_response(exc.body(), status=exc.status, params=params)
+    return json_response(exc.body(), status=exc.status, params=params, headers=exc.headers)

@@ -7,6 +7,7 @@ passed back unchanged: status, headers, (compressed) bytes, streamed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -21,6 +22,7 @@ from yarl import URL
 from bridge.config import ConnectionSettings
 from bridge.gateway.errors import UpstreamError, UpstreamUnavailable
 from bridge.gateway.hosts import HostRing
+from bridge.gateway.relay import HOP_BY_HOP, relay, timed_body
 from bridge.search.bodies import engine
 
 if TYPE_CHECKING:
@@ -28,20 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Headers that belong to one connection (RFC 9110 7.6.1), not to the request: never forwarded.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 # A caller's headers that describe its own body or encoding, not itself: dropped on the JSON
 # requests the gateway makes for it (which have bodies and encodings of their own, and read the
 # answer as plain JSON: elasticsearch-py's `Accept: ...; compatible-with=8` would demand the same
@@ -61,8 +49,6 @@ BODY_HEADERS = frozenset(
 PER_REQUEST_HEADERS = frozenset({"x-opaque-id", "traceparent", "tracestate", "user-agent"})
 # Headers an error response keeps when the gateway passes a cluster's error on.
 ERROR_HEADERS = ("www-authenticate", "x-opaque-id", "content-type")
-STREAM_CHUNK = 1 << 16
-SMALL_BODY = 1 << 20
 
 
 def forward_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
@@ -106,6 +92,8 @@ class Upstream:
         *,
         pool_size: int = 64,
         backend: Backend | None = None,
+        read_timeout: float = 60.0,
+        hold_timeout: float = 120.0,
     ) -> None:
         self.backend = engine(backend)
         # Never the URL's user:password part: the gateway lends no credentials to its callers.
@@ -114,6 +102,8 @@ class Upstream:
         self.timeout = settings.timeout
         self._settings = settings
         self._pool_size = pool_size
+        self.read_timeout = read_timeout
+        self.hold_timeout = hold_timeout
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -163,11 +153,13 @@ class Upstream:
                 sent = headers.get("Content-Type", "")
                 headers["Content-Type"] = sent if "json" in sent else "application/json"
         elif request.body_exists:
-            data = request.content  # streamed: a bulk body is never held whole
+            # Streamed (a bulk body is never held whole), each read within the read timeout.
+            data = timed_body(request.content, self.read_timeout)
         else:
             data = None
         path_qs = raw_path_qs if raw_path_qs is not None else request.rel_url.raw_path_qs
         session = self.session
+        streamed = body is None and request.body_exists  # sent once: it cannot be replayed
 
         async def attempt(host: str) -> aiohttp.ClientResponse:
             url = self.url(path_qs, host)
@@ -177,37 +169,23 @@ class Upstream:
 
         try:
             upstream = await self.hosts.send(
-                attempt, method=request.method, path=path_qs, body_again=data is not request.content
+                attempt, method=request.method, path=path_qs, body_again=not streamed
             )
             async with upstream:
-                return await self._relay(request, upstream)
+                response, sender = await relay(
+                    request,
+                    upstream,
+                    read_timeout=self.read_timeout,
+                    hold_timeout=self.hold_timeout,
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(self.unavailable(exc)) from exc
-
-    async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse
-    ) -> web.StreamResponse:
-        headers = CIMultiDict(
-            (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-        )
-        length = upstream.content_length
-        if request.method == "HEAD" or (length is not None and length <= SMALL_BODY):
-            body = b"" if request.method == "HEAD" else await upstream.read()
-            response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-            response.headers.clear()
-            response.headers.extend(headers)
-            if request.method == "HEAD" and length is not None:
-                response.headers["Content-Length"] = str(length)
-            return response
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        headers.popall("Content-Length", None)
-        response.headers.extend(headers)
-        if length is not None:
-            response.content_length = length
-        await response.prepare(request)
-        async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
+        if sender is not None:  # a large answer, sent on after its connection went back
+            try:
+                await sender
+            except asyncio.CancelledError:
+                sender.cancel()
+                raise
         return response
 
     async def call(
