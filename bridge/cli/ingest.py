@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from bridge.cli.options import connection_options, model_options
-from bridge.config import SEED_MODEL, ConnectionSettings, ModelSettings
+from bridge.config import COMPRESSIONS, SEED_MODEL, ConnectionSettings, ModelSettings
 from bridge.errors import BadInput
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES
@@ -34,6 +34,12 @@ from mappings import ANALYZERS, ENGINES
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Rejects JSONL.")
 @click.option("--engine", type=click.Choice(ENGINES), default="lucene", show_default=True)
 @click.option("--analyzer", type=click.Choice(ANALYZERS), default="english", show_default=True)
+@click.option(
+    "--compression",
+    type=click.Choice(COMPRESSIONS),
+    help="The copy of the vectors the HNSW graph searches, float32 kept for exact scores: "
+    "OpenSearch 4x (lucene sq); Elasticsearch 4x/8x/32x (int8/int4/bbq) [default: none].",
+)
 @click.option("--m", default=16, show_default=True, type=click.IntRange(2), help="HNSW m.")
 @click.option("--ef-construction", default=128, show_default=True, type=click.IntRange(2))
 @click.option("--shards", default=1, show_default=True, type=click.IntRange(1))
@@ -81,6 +87,7 @@ def ingest(
     rejects: Path | None,
     engine: str,
     analyzer: str,
+    compression: str | None,
     m: int,
     ef_construction: int,
     shards: int,
@@ -120,6 +127,7 @@ def ingest(
         options=IndexOptions(
             engine=engine,
             analyzer=analyzer,
+            compression=compression,
             m=m,
             ef_construction=ef_construction,
             shards=shards,
