@@ -92,7 +92,8 @@ def indexes(engine, client, encoder, corpus) -> Iterator[dict[str, str]]:
 
 def truth(corpus, qvec: np.ndarray) -> dict[str, float]:
     ids, matrix = corpus
-    return dict(zip(ids, (matrix.astype(np.float64) @ qvec.astype(np.float64)).tolist()))
+    scores = (matrix.astype(np.float64) @ qvec.astype(np.float64)).tolist()
+    return dict(zip(ids, scores, strict=True))
 
 
 # ---- what each engine builds ----------------------------------------------------------------
@@ -147,7 +148,7 @@ def test_exact_path_equals_numpy_on_every_level(client, encoder, indexes, corpus
     texts, qvecs = queries
     rng = np.random.default_rng(3)
     lists = [[f"d{i}" for i in rng.choice(N_DOCS, 100, replace=False)] for _ in texts]
-    for level, name in indexes.items():
+    for name in indexes.values():
         runs = Rerank(client, name, encoder).rerank_many(texts, lists, k=100)
         for qvec, ids, hits in zip(qvecs, lists, runs, strict=True):
             want = truth(corpus, qvec)
