@@ -7,7 +7,7 @@ EXTRAS := test,bench,serve
 # The exact versions the test suite passed with (pip-tools; `make lock` refreshes it).
 LOCK := constraints.txt
 
-.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray eval drills \
+.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray scale eval drills \
 	clean
 
 install: $(VENV)/.installed
@@ -72,6 +72,14 @@ bench: install
 BENCH_RAY_PORT ?= 9283
 bench-ray: install
 	$(BIN)/python benchmarks/bench_ray.py --port $(BENCH_RAY_PORT) --doc docs/ray.md
+
+# Issue 22: float32 and 4x OpenSearch indexes of 10k/100k/300k vectors (SciFact's MiniLM vectors
+# and perturbed copies; needs `dotbridge eval-all` to have filled eval-minilm-scifact on the node
+# at SCALE_URL): ingest, force-merge, memory, latency, recall; see docs/scale.md. Not in `test`.
+SCALE_URL ?= http://127.0.0.1:9200
+SCALE_SIZES ?= 10000,100000,300000
+scale: install
+	$(BIN)/python benchmarks/scale.py --url $(SCALE_URL) --sizes $(SCALE_SIZES)
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme docs/evaluation.md
