@@ -9,6 +9,8 @@ force-merged to one segment before they are measured and searched.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import statistics
 import time
@@ -177,7 +179,7 @@ def evaluate_level(
                 size.disk_per_vector,
             )
         )
-        log.info("%s %s %s %s: nDCG@10 %.4f", split.name, engine, compression, mode, ndcg)
+        log.info("row %s", json.dumps(dataclasses.asdict(rows[-1])))
     return rows
 
 
@@ -256,9 +258,6 @@ def compression_report(
     progress: bool | None = None,
 ) -> str:
     """What `eval-all --compression` does: the table (rows also as JSON in `runs_dir`)."""
-    import dataclasses
-    import json
-
     from bridge.config import COMPRESSIONS
     from bridge.datasets import locate
     from bridge.errors import BadInput
