@@ -148,6 +148,7 @@ def run_size(client, spec, docs, base, queries, texts, truth, size: int, level: 
     row["memory_per_vector"] = size_info.memory_per_vector
     row["disk_per_vector"] = size_info.disk_per_vector
     row["files"] = size_info.files
+    row["store_per_doc"] = size_info.store_per_doc
     for mode in ("knn", "rerank", "hybrid"):
         searcher = make_searcher(mode, client, index, queries, source=False, depth=100)
         p50, p99, results = latencies(searcher, texts, 10)

@@ -50,6 +50,7 @@ class Footprint:
     memory_per_vector: float
     disk_per_vector: float
     files: dict[str, int]
+    store_per_doc: float = 0.0  # the whole index on disk (text, _source, vectors) per document
 
 
 def footprint(client: Client, index: str) -> Footprint:
@@ -59,17 +60,19 @@ def footprint(client: Client, index: str) -> Footprint:
     stats = backend_of(client).request(
         client,
         "GET",
-        f"/{index}/_stats/segments",
+        f"/{index}/_stats/segments,store",
         params={"include_segment_file_sizes": "true"},
     )
-    segments = stats["indices"][index]["primaries"]["segments"]
+    primaries = stats["indices"][index]["primaries"]
+    segments = primaries["segments"]
     files = {ext: int(v["size_in_bytes"]) for ext, v in segments.get("file_sizes", {}).items()}
     files = {("." + k.lstrip(".")): v for k, v in files.items()}
     n = int(client.count(index=index)["count"])
     walked = sum(files.get(e, 0) for e in QUANTISED) or sum(files.get(e, 0) for e in FLOAT)
     memory = walked + sum(files.get(e, 0) for e in GRAPH)
     disk = sum(files.get(e, 0) for e in VECTOR_FILES)
-    return Footprint(n, memory / max(n, 1), disk / max(n, 1), files)
+    store = int(primaries["store"]["size_in_bytes"]) / max(n, 1)
+    return Footprint(n, memory / max(n, 1), disk / max(n, 1), files, store)
 
 
 def documents(client: Client, index: str, batch: int = 500) -> Iterator[dict]:
