@@ -256,3 +256,51 @@ def test_cli_ingest_compression_is_refused_in_one_sentence(engine, engine_index,
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("Error: OpenSearch cannot build --compression 32x"), lines
     assert "Traceback" not in result.output
+
+
+# ---- the gateway -----------------------------------------------------------------------------
+
+
+def test_gateway_neural_and_hybrid_are_exact_on_a_compressed_index(
+    engine, client, tiny_model_dir, request, engine_index
+):
+    """`neural` through a real `dotbridge serve` (the tiny model, 32 dimensions: 4x on both
+    engines) returns the exact top hits of oversampled candidates with float32 scores."""
+    from tests.gateway_fixtures import answer
+    from tests.gateway_fixtures import request as http
+
+    gateway = request.getfixturevalue(
+        "gateway_url" if engine.name == "opensearch" else "es_gateway_url"
+    )
+    tiny = Encoder(tiny_model_dir, pooling="mean", passage_max_length=64, device="cpu")
+    rng = np.random.default_rng(11)
+    matrix = rng.standard_normal((1000, tiny.dim)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = [f"g{i}" for i in range(len(matrix))]
+    ensure_index(client, engine_index, IndexSpec.of(tiny), IndexOptions(compression="4x"))
+    actions = (
+        {
+            "_index": engine_index,
+            "_id": i,
+            "doc_id": i,
+            "text": f"doc {i}",
+            VECTOR_FIELD: v.tolist(),
+        }
+        for i, v in zip(ids, matrix, strict=True)
+    )
+    backend = backend_of(client)
+    backend.bulk(client, actions, chunk_size=500)
+    client.indices.refresh(index=engine_index)
+    texts = [r["text"] for r in read_jsonl(datasets_dir() / "scifact" / "queries.jsonl", 5)]
+    for text, qvec in zip(texts, tiny.encode_queries(texts), strict=True):
+        want = truth((ids, matrix), qvec)
+        body = {"size": 10, "query": {"neural": {VECTOR_FIELD: {"query_text": text, "k": 10}}}}
+        resp = http(gateway, "POST", f"/{engine_index}/_search", body)
+        hits = answer(resp)["hits"]["hits"]
+        assert resp.status == 200 and len(hits) == 10
+        scores = [backend.to_similarity(h["_score"], "dot") for h in hits]
+        np.testing.assert_allclose(scores, [want[h["_id"]] for h in hits], atol=1e-5, rtol=0)
+        found = candidates(client, engine_index, qvec, 10 * 5, backend)
+        exact_top = sorted(found, key=lambda d: want[d], reverse=True)[:10]
+        for h, expected in zip(hits, exact_top, strict=True):
+            assert abs(want[h["_id"]] - want[expected]) < 1e-6
