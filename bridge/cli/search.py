@@ -195,6 +195,11 @@ def eval_(
     type=click.FloatRange(1.0, MAX_OVERSAMPLE),
     help=f"With --compression: candidates per hit re-scored [default: {DEFAULT_OVERSAMPLE:g}].",
 )
+@click.option(
+    "--passage-max-length",
+    type=click.IntRange(8, 512),
+    help="With --compression: cut passages at this many tokens [default: the model's].",
+)
 @connection_options
 def eval_all(
     readme: Path | None,
@@ -208,6 +213,7 @@ def eval_all(
     levels: str | None,
     vectors_from: str | None,
     oversample: float | None,
+    passage_max_length: int | None,
     settings: ConnectionSettings,
 ) -> None:
     """Evaluate all-MiniLM-L6-v2 in every mode on each collection; print or write the table.
@@ -224,9 +230,15 @@ def eval_all(
     if levels is not None:
         from bridge.compression import compression_report
 
+        model = Encoder(
+            minilm_model_dir(),
+            device=device,
+            batch_size=batch_size,
+            passage_max_length=passage_max_length,
+        )
         block = compression_report(
             client,
-            Encoder(minilm_model_dir(), device=device, batch_size=batch_size),
+            model,
             levels=names(levels),
             collections=names(collections),
             datasets=datasets,
