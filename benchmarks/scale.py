@@ -169,14 +169,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,300000")
     parser.add_argument("--levels", default="none,4x")
     parser.add_argument("--source-index", default="eval-minilm-scifact")
+    parser.add_argument("--source-url", help="The cluster holding --source-index [default: --url].")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bridge.encoder import Encoder
 
     client = connect(ConnectionSettings(url=args.url))
-    spec = read_spec(client, args.source_index)
-    docs, base = base_docs(client, args.source_index)
+    source = connect(ConnectionSettings(url=args.source_url)) if args.source_url else client
+    spec = read_spec(source, args.source_index)
+    docs, base = base_docs(source, args.source_index)
+    print(f"{len(docs)} real vectors from {args.source_index}", flush=True)
     encoder = Encoder(minilm_model_dir(), device="cpu")
     queries = QueryVectors(encoder)
     from bridge.datasets import locate
