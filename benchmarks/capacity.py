@@ -42,56 +42,28 @@ def project(files: dict[str, float], walked: tuple[str, ...]) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=Path, default=Path("benchmarks/results/scale.json"))
-    parser.add_argument("--es", type=Path)
+    parser.add_argument("--es-scale", type=Path, help="scale.py's rows on Elasticsearch")
     parser.add_argument("--ram-gb", type=float, default=64.0)
-    parser.add_argument("--disk-gb", type=float, default=1000.0)
     args = parser.parse_args()
-    rows = json.loads(args.scale.read_text())
-    largest = max(r["size"] for r in rows)
     cache = args.ram_gb / 2 * 2**30
     out = [
-        "| compression | source of the per-vector figures | memory B/vec (768-d) | "
-        "memory total GB | vector files on disk GB | nodes for memory | knn p50 ms (measured) |",
+        "| engine, compression | measured on | memory B/vec (768-d) | memory total GiB | "
+        "vector files on disk GiB | nodes for memory | knn p50 ms (measured, 384-d) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        if r["size"] != largest:
+    for product, path in (("OpenSearch", args.scale), ("Elasticsearch", args.es_scale)):
+        if path is None or not path.exists():
             continue
-        files = per_vector({("." + k.lstrip(".")): v for k, v in r["files"].items()}, r["size"])
-        walked = (".veq",) if r["compression"] == "4x" else (".vec",)
-        memory, disk = project(files, walked)
-        out.append(
-            line(
-                r["compression"],
-                f"OpenSearch {r['size']:,} vectors",
-                memory,
-                disk,
-                cache,
-                r["knn_p50_ms"],
-            )
-        )
-    if args.es is not None and args.es.exists():
-        graph = next(
-            (
-                per_vector({("." + k.lstrip(".")): v for k, v in r["files"].items()}, r["size"])
-                for r in rows
-                if r["size"] == largest and r["compression"] == "none"
-            ),
-            {},
-        ).get(".vex", 0.0)
-        for r in json.loads(args.es.read_text()):
-            if r["compression"] != "32x" or r["mode"] != "knn":
+        rows = json.loads(path.read_text())
+        largest = max(r["size"] for r in rows)
+        for r in rows:
+            if r["size"] != largest:
                 continue
-            # The binary copy and its corrections scale with the dimension; the graph does not.
-            quantised = r["memory_per_vector"] - graph
-            memory = quantised * DIMS / MEASURED_DIMS + graph
-            disk = r["disk_per_vector"] - graph
-            disk = disk * DIMS / MEASURED_DIMS + graph
-            out.append(
-                line(
-                    "32x", f"Elasticsearch bbq, {r['collection']}", memory, disk, cache, r["p50_ms"]
-                )
-            )
+            files = per_vector({"." + k.lstrip("."): v for k, v in r["files"].items()}, r["size"])
+            walked = (".vec",) if r["compression"] == "none" else (".veq", ".veb")
+            memory, disk = project(files, walked)
+            label = f"{product} {r['compression']}"
+            out.append(line(label, f"{r['size']:,} vectors", memory, disk, cache, r["knn_p50_ms"]))
     print("\n".join(out))
 
 
