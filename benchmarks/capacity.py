@@ -55,9 +55,9 @@ def main() -> None:
         if path is None or not path.exists():
             continue
         rows = json.loads(path.read_text())
-        largest = max(r["size"] for r in rows)
         for r in rows:
-            if r["size"] != largest:
+            largest = max(x["size"] for x in rows if x["compression"] == r["compression"])
+            if r["size"] != largest or not r["files"]:
                 continue
             files = per_vector({"." + k.lstrip("."): v for k, v in r["files"].items()}, r["size"])
             walked = (".vec",) if r["compression"] == "none" else (".veq", ".veb")
