@@ -7,7 +7,7 @@ EXTRAS := test,bench,serve
 # The exact versions the test suite passed with (pip-tools; `make lock` refreshes it).
 LOCK := constraints.txt
 
-.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray gateway-load eval drills \
+.PHONY: install demo test check-data data lint format lock test-latest bench bench-ray gateway-load scale eval drills \
 	clean
 
 install: $(VENV)/.installed
@@ -80,6 +80,14 @@ GATEWAY_LOAD_SECONDS ?= 60
 gateway-load: install
 	$(BIN)/python benchmarks/gateway_load.py --url $${OPENSEARCH_URL:-http://127.0.0.1:$(GATEWAY_LOAD_PORT)} \
 		--seconds $(GATEWAY_LOAD_SECONDS)
+
+# Issue 22: float32 and 4x OpenSearch indexes of 10k/100k/300k vectors (SciFact's MiniLM vectors
+# and perturbed copies; needs `dotbridge eval-all` to have filled eval-minilm-scifact on the node
+# at SCALE_URL): ingest, force-merge, memory, latency, recall; see docs/scale.md. Not in `test`.
+SCALE_URL ?= http://127.0.0.1:9200
+SCALE_SIZES ?= 10000,100000,300000
+scale: install
+	$(BIN)/python benchmarks/scale.py --url $(SCALE_URL) --sizes $(SCALE_SIZES)
 
 eval: install
 	$(BIN)/dotbridge eval-all --readme docs/evaluation.md

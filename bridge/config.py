@@ -191,6 +191,15 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 RUNTIMES = ("torch", "onnx")
 """How the encoder runs the model: PyTorch, or ONNX Runtime (the `onnx` extra, CPU)."""
+COMPRESSIONS = ("none", "4x", "8x", "32x")
+"""How an index keeps the vectors its HNSW graph searches: full float32 (`none`) or a compressed
+copy beside the float32 vectors (OpenSearch lucene: 4x = 7-bit `sq`; Elasticsearch: 4x / 8x / 32x
+= int8_hnsw / int4_hnsw / bbq_hnsw). Final scores stay exact: see `DEFAULT_OVERSAMPLE`."""
+DEFAULT_OVERSAMPLE = 5.0
+"""On a compressed index, k-NN fetches this many times k candidates and re-scores them exactly
+from the float32 vectors (docs/compression.md: recall@10 of the top 50 re-scored equals
+float32's within 0.002 on int8, sq and int4; 3x loses up to 0.007 on Elasticsearch)."""
+MAX_OVERSAMPLE = 10.0  # Elasticsearch's rescore_vector takes 1 to 10
 QUANTIZATIONS = ("none", "int8")
 """int8: ONNX Runtime's dynamic quantization of the weights (a different model for an index)."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,9 @@ class IndexSpec:
     runtime: str = "torch"  # torch and onnx float32 agree to 1e-4: the same model
     quantization: str = "none"  # int8 vectors differ (cosine ~0.995): another model
     dtype: str = "float32"
+    # The copy the HNSW graph searches (config.COMPRESSIONS); the float32 vectors are kept and
+    # score every final hit. Not compared with an encoder: the same model's vectors either way.
+    compression: str = "none"
 
     @classmethod
     def of(cls, encoder: Encoder) -> IndexSpec:
@@ -241,6 +244,7 @@ class IndexOptions:
     ef_construction: int = 128
     shards: int = 1
     replicas: int | None = None  # None: replicas_for(the cluster found)
+    compression: str | None = None  # None: as the existing index has it, `none` for a new one
 
 
 def replicas_for(client: Any) -> int:
@@ -264,9 +268,16 @@ def ensure_index(
     if mappings is not None:
         stored = spec_from_mapping(index, mappings)
         check_compatible(index, stored, spec)
+        if options.compression not in (None, stored.compression):
+            raise BadInput(
+                f"Index {index!r} was built with --compression {stored.compression}, not "
+                f"{options.compression}: leave --compression out to add to it, or choose another "
+                "--index."
+            )
         check_engine(client, index_engine(mappings, stored.vector_field), index=index)
         return False
     backend = backend_of(client)
+    spec = replace(spec, compression=options.compression or "none")
     body = backend.index_body(
         dimension=spec.dimension,
         similarity=spec.similarity,
@@ -277,6 +288,7 @@ def ensure_index(
         ef_construction=options.ef_construction,
         shards=options.shards,
         replicas=replicas_for(client) if options.replicas is None else options.replicas,
+        compression=spec.compression,
     )  # Elasticsearch's refuses an OpenSearch engine before the cluster is asked
     check_engine(client, options.engine)
     try:

@@ -47,8 +47,12 @@ def index_body(
     ef_construction: int = 128,
     shards: int = 1,
     replicas: int = 0,
+    compression: str = "none",
 ) -> dict:
     """Settings and mappings of a dotbridge index: BM25 text fields plus one HNSW vector field.
+
+    `compression="4x"` has the lucene engine keep 7-bit scalar-quantised copies (`encoder: sq`)
+    for the graph search beside the float32 vectors; no other level or engine is built here.
 
     `meta` lands in the mapping's `_meta` so that any reader (the bridge, Dashboards users) can
     tell which model filled the index.
@@ -63,6 +67,11 @@ def index_body(
             raise ValueError(f"{name} must be at least 1, got {value}")
     if replicas < 0:
         raise ValueError(f"replicas must be 0 or more, got {replicas}")
+    parameters: dict = {"m": m, "ef_construction": ef_construction}
+    if compression == "4x" and engine == "lucene":
+        parameters["encoder"] = {"name": "sq"}
+    elif compression != "none":
+        raise ValueError(f"compression {compression!r} is not built by the {engine} engine")
     text = {"type": "text", "analyzer": analyzer}
     return {
         "settings": {
@@ -87,7 +96,7 @@ def index_body(
                     "method": {
                         "name": "hnsw",
                         "engine": engine,
-                        "parameters": {"m": m, "ef_construction": ef_construction},
+                        "parameters": parameters,
                     },
                 },
             },

@@ -10,6 +10,7 @@ both clients take the same call (`search`, `msearch`, `mget`, `indices.*`, `coun
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -135,8 +136,11 @@ class Backend(ABC):
         ef_construction: int = 128,
         shards: int = 1,
         replicas: int = 0,
+        compression: str = "none",
     ) -> dict:
-        """Settings and mappings of a dotbridge index: BM25 text fields plus an HNSW vector."""
+        """Settings and mappings of a dotbridge index: BM25 text fields plus an HNSW vector;
+        `compression` (config.COMPRESSIONS) the copy its graph searches. BadInput in one sentence,
+        before the cluster is asked, for a level this engine cannot build."""
 
     # ---- searches ------------------------------------------------------------------------------
 
@@ -149,19 +153,42 @@ class Backend(ABC):
         vector_field: str,
         ef_search: int | None = None,
         filter: dict | None = None,
+        compression: str = "none",
+        oversample: float | None = None,
     ) -> dict:
-        """The clause that finds the k nearest vectors (approximate; a filter applied inside)."""
+        """The clause that finds the k nearest vectors (approximate; a filter applied inside).
+
+        On a compressed index (`compression` other than `none`) it finds `oversample` x k
+        candidates in the compressed graph and returns the best k of them by their exact
+        scores from the float32 vectors (default `config.DEFAULT_OVERSAMPLE`)."""
 
     @abstractmethod
     def exact_query(
-        self, vector: list[float], doc_ids: Sequence[str], *, similarity: Similarity, field: str
+        self,
+        vector: list[float],
+        doc_ids: Sequence[str],
+        *,
+        similarity: Similarity,
+        field: str,
+        compression: str = "none",
     ) -> dict:
         """The clause that scores exactly the given documents, and no others, by the exact
-        similarity to the vector (in the engine's k-NN score convention)."""
+        similarity to the vector (in the engine's k-NN score convention), from the float32
+        vectors also on a compressed index."""
 
     @abstractmethod
-    def neural_knn(self, field: str, params: dict, vector: list[float], default_k: int) -> dict:
-        """The k-NN clause a neural-search `neural` clause stands for (the gateway)."""
+    def neural_knn(
+        self,
+        field: str,
+        params: dict,
+        vector: list[float],
+        default_k: int,
+        *,
+        compression: str = "none",
+        oversample: float | None = None,
+    ) -> dict:
+        """The k-NN clause a neural-search `neural` clause stands for (the gateway); on a
+        compressed index with the same oversampling and exact scores as `knn_query`."""
 
     @abstractmethod
     def to_similarity(self, score: float, similarity: str | Similarity) -> float:
@@ -185,6 +212,15 @@ class Backend(ABC):
         for ok, _ in self.streaming_bulk(client, actions, raise_on_error=True, **kwargs):
             done += bool(ok)
         return done
+
+
+def candidates_for(k: int, oversample: float | None, limit: int) -> int:
+    """How many candidates a compressed index's k-NN re-scores: `oversample` x k (default
+    `config.DEFAULT_OVERSAMPLE`), at least k, at most `limit`."""
+    from bridge.config import DEFAULT_OVERSAMPLE
+
+    factor = DEFAULT_OVERSAMPLE if oversample is None else oversample
+    return max(k, min(limit, math.ceil(k * factor)))
 
 
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})

@@ -20,8 +20,8 @@ from opensearchpy.helpers import streaming_bulk
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
 import mappings
-from bridge.backends.base import Backend, Failure, Probe, lucene_to_similarity
-from bridge.errors import error_reason
+from bridge.backends.base import Backend, Failure, Probe, candidates_for, lucene_to_similarity
+from bridge.errors import BadInput, error_reason
 from mappings import Similarity
 
 if TYPE_CHECKING:
@@ -44,6 +44,11 @@ KNN_PASSED = (
     "rescore",
     "expand_nested_docs",
 )
+# The k-NN plugin's largest k.
+MAX_K = 10_000
+# The `knn` query's re-scoring from the float32 vectors on a quantised lucene field: of the k
+# hits found (an oversample_factor does not widen them on lucene, measured on 3.5).
+EXACT_RESCORE = {"oversample_factor": 1.0}
 
 
 class _Connection(Urllib3HttpConnection):
@@ -187,6 +192,15 @@ class OpenSearchBackend(Backend):
     # ---- indexes -------------------------------------------------------------------------------
 
     def index_body(self, **options: Any) -> dict:
+        compression = options.get("compression", "none")
+        engine = options.get("engine", "lucene")
+        if compression != "none" and (engine != "lucene" or compression != "4x"):
+            where = "" if engine == "lucene" else f" with --engine lucene (not {engine})"
+            raise BadInput(
+                f"OpenSearch cannot build --compression {compression} here: its lucene engine "
+                f"builds 4x only (7-bit scalar quantisation): use --compression 4x{where}, or "
+                "Elasticsearch for 8x and 32x."
+            )
         return mappings.index_body(**options)
 
     # ---- searches ------------------------------------------------------------------------------
@@ -199,22 +213,39 @@ class OpenSearchBackend(Backend):
         vector_field: str,
         ef_search: int | None = None,
         filter: dict | None = None,
+        compression: str = "none",
+        oversample: float | None = None,
     ) -> dict:
-        """The k-NN plugin's `knn` clause (lucene HNSW; a filter is applied inside)."""
+        """The k-NN plugin's `knn` clause (lucene HNSW; a filter is applied inside).
+
+        On a compressed (sq) index: k = oversample x k candidates and the `rescore` option,
+        which re-scores exactly the k it found from the float32 vectors (measured on 3.5: the
+        scores equal the `knn_score` script's); the body's `size` keeps the best k."""
+        if compression != "none":
+            k = candidates_for(k, oversample, MAX_K)
         knn: dict[str, Any] = {"vector": vector, "k": k}
         if filter:
             knn["filter"] = filter
         if ef_search is not None:
             knn["method_parameters"] = {"ef_search": ef_search}
+        if compression != "none":
+            knn["rescore"] = EXACT_RESCORE
         return {"knn": {vector_field: knn}}
 
     def exact_query(
-        self, vector: list[float], doc_ids: Sequence[str], *, similarity: Similarity, field: str
+        self,
+        vector: list[float],
+        doc_ids: Sequence[str],
+        *,
+        similarity: Similarity,
+        field: str,
+        compression: str = "none",
     ) -> dict:
         """The k-NN plugin's `knn_score` script over exactly the given ids.
 
         Unlike OpenSearch's `rescore`, which re-scores a window per shard, this scores the given
-        set and no more.
+        set and no more. It reads the float32 vectors also on an sq field (measured: exact to
+        1.2e-7), so `compression` changes nothing.
         """
         script = {
             "source": "knn_score",
@@ -227,8 +258,18 @@ class OpenSearchBackend(Backend):
         }
         return {"script_score": {"query": {"ids": {"values": list(doc_ids)}}, "script": script}}
 
-    def neural_knn(self, field: str, params: dict, vector: list[float], default_k: int) -> dict:
-        """k, or a radial min_score / max_distance, and the k-NN query's own options as given."""
+    def neural_knn(
+        self,
+        field: str,
+        params: dict,
+        vector: list[float],
+        default_k: int,
+        *,
+        compression: str = "none",
+        oversample: float | None = None,
+    ) -> dict:
+        """k, or a radial min_score / max_distance, and the k-NN query's own options as given;
+        on a compressed index a k search is widened and re-scored exactly as `knn_query`'s."""
         filter = params.get("filter")
         radial = "min_score" in params or "max_distance" in params
         if radial and "k" not in params:
@@ -238,7 +279,14 @@ class OpenSearchBackend(Backend):
             clause = {"knn": {field: knn}}
         else:
             k = params.get("k", default_k)
-            clause = self.knn_query(vector, k, vector_field=field, filter=filter)
+            clause = self.knn_query(
+                vector,
+                k,
+                vector_field=field,
+                filter=filter,
+                compression=compression,
+                oversample=oversample,
+            )
         clause["knn"][field].update({key: params[key] for key in KNN_PASSED if key in params})
         return clause
 

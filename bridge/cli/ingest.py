@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from bridge.cli.options import connection_options, model_options
-from bridge.config import SEED_MODEL, ConnectionSettings, ModelSettings
+from bridge.config import COMPRESSIONS, SEED_MODEL, ConnectionSettings, ModelSettings
 from bridge.errors import BadInput
 from ingest.readers import FORMATS
 from mappings import ANALYZERS, ENGINES
@@ -52,6 +52,12 @@ from mappings import ANALYZERS, ENGINES
     default="english",
     show_default=True,
     help="Text analyzer of title and text in a new index (BM25).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(COMPRESSIONS),
+    help="The copy of the vectors the HNSW graph searches, float32 kept for exact scores: "
+    "OpenSearch 4x (lucene sq); Elasticsearch 4x/8x/32x (int8/int4/bbq) [default: none].",
 )
 @click.option("--m", default=16, show_default=True, type=click.IntRange(2), help="HNSW m.")
 @click.option(
@@ -116,6 +122,7 @@ def ingest(
     rejects: Path | None,
     engine: str,
     analyzer: str,
+    compression: str | None,
     m: int,
     ef_construction: int,
     shards: int,
@@ -155,6 +162,7 @@ def ingest(
         options=IndexOptions(
             engine=engine,
             analyzer=analyzer,
+            compression=compression,
             m=m,
             ef_construction=ef_construction,
             shards=shards,

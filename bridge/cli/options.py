@@ -15,9 +15,11 @@ import click
 
 from bridge.config import (
     BACKENDS,
+    DEFAULT_OVERSAMPLE,
     DEVICES,
     DTYPES,
     FUSIONS,
+    MAX_OVERSAMPLE,
     MAX_RESULTS,
     POOLINGS,
     QUANTIZATIONS,
@@ -276,9 +278,23 @@ def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.IntRange(1, MAX_RESULTS),
         help="hybrid: hits taken from each side before fusing.",
     )
+    @click.option(
+        "--oversample",
+        type=click.FloatRange(1.0, MAX_OVERSAMPLE),
+        help="knn, hybrid on a compressed index: candidates per hit re-scored exactly "
+        f"[default: {DEFAULT_OVERSAMPLE:g}].",
+    )
     @functools.wraps(func)
     def wrapper(
-        *args: Any, candidates, rerank_on, ef_search, fusion, weight, depth, **kwargs: Any
+        *args: Any,
+        candidates,
+        rerank_on,
+        ef_search,
+        fusion,
+        weight,
+        depth,
+        oversample,
+        **kwargs: Any,
     ) -> Any:
         options = {
             "candidates": candidates,
@@ -287,6 +303,7 @@ def searcher_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "fusion": fusion,
             "weight": weight,
             "depth": depth,
+            "oversample": oversample,
         }
         return func(*args, search_options=options, **kwargs)
 

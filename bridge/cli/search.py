@@ -3,6 +3,7 @@ bridge.evaluate and bridge.report."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from bridge.cli.options import (
 )
 from bridge.config import (
     DEFAULT_COLLECTIONS,
+    DEFAULT_OVERSAMPLE,
+    MAX_OVERSAMPLE,
     MAX_RESULTS,
     MODES,
     ConnectionSettings,
@@ -187,6 +190,27 @@ def eval_(
     help="Texts per forward pass of the model.",
 )
 @click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
+@click.option(
+    "--compression",
+    "levels",
+    help="Instead of the modes table: knn and hybrid at each of these compression levels "
+    "(e.g. none,4x), with memory per vector and query p50 (docs/compression.md).",
+)
+@click.option(
+    "--vectors-from",
+    help="With --compression: copy each collection's float32 index from the cluster at this URL "
+    "(same credentials) instead of encoding it again.",
+)
+@click.option(
+    "--oversample",
+    type=click.FloatRange(1.0, MAX_OVERSAMPLE),
+    help=f"With --compression: candidates per hit re-scored [default: {DEFAULT_OVERSAMPLE:g}].",
+)
+@click.option(
+    "--passage-max-length",
+    type=click.IntRange(8, 512),
+    help="With --compression: cut passages at this many tokens [default: the model's].",
+)
 @connection_options
 def eval_all(
     readme: Path | None,
@@ -197,6 +221,10 @@ def eval_all(
     device: str,
     batch_size: int,
     progress: bool | None,
+    levels: str | None,
+    vectors_from: str | None,
+    oversample: float | None,
+    passage_max_length: int | None,
     settings: ConnectionSettings,
 ) -> None:
     """Evaluate all-MiniLM-L6-v2 in every mode on each collection; print or write the table.
@@ -210,6 +238,28 @@ def eval_all(
     from bridge.report import eval_all
 
     client = connect(settings)
+    if levels is not None:
+        from bridge.compression import compression_report
+
+        model = Encoder(
+            minilm_model_dir(),
+            device=device,
+            batch_size=batch_size,
+            passage_max_length=passage_max_length,
+        )
+        block = compression_report(
+            client,
+            model,
+            levels=names(levels),
+            collections=names(collections),
+            datasets=datasets,
+            vectors_from=vectors_from and connect(dataclasses.replace(settings, url=vectors_from)),
+            oversample=oversample,
+            runs_dir=runs_dir,
+            progress=progress,
+        )
+        click.echo(block)
+        return
     block = eval_all(
         client,
         Encoder(minilm_model_dir(), device=device, batch_size=batch_size),

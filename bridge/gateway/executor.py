@@ -150,7 +150,9 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
     vectors = await info.model.vectors(texts) if texts else {}
     backend = call.upstream.backend
     if rerank is None and hybrid is None:
-        rewritten = strip_ext(replace_neural(body, vectors, info.spec.vector_field, backend))
+        rewritten = strip_ext(
+            replace_neural(body, vectors, info.spec.vector_field, backend, info.spec.compression)
+        )
         return Forward(rewritten, drop, {"search_type": DFS} if info.shards > 1 else {})
     if "scroll" in call.params:
         raise BadRequest("A rerank or hybrid search cannot scroll: page with from and size.")
@@ -202,7 +204,9 @@ async def fused(
             field, params = neural_clause(query)  # type: ignore[misc]
             query = {"neural": {field: {"k": depth, **params}}}
         query = with_filter(query, hybrid.filter)
-        query = replace_neural(query, vectors, info.spec.vector_field, call.upstream.backend)
+        query = replace_neural(
+            query, vectors, info.spec.vector_field, call.upstream.backend, info.spec.compression
+        )
         bodies.append(first_stage(body, query, depth, aggregations=i == 0))
     many = info.shards > 1
     responses = await call.searches(bodies, "typed_keys", dfs=[many and not d for d in dense])
@@ -243,7 +247,9 @@ async def reranked(
     n = opts.candidates or max(DEFAULT_CANDIDATES, start + size)
     if ranked is None:
         query = body.get("query") or {"match_all": {}}
-        query = replace_neural(query, vectors, info.spec.vector_field, call.upstream.backend)
+        query = replace_neural(
+            query, vectors, info.spec.vector_field, call.upstream.backend, info.spec.compression
+        )
         stage = first_stage(body, query, n, aggregations=True)
         first = await call.search(stage, "typed_keys", dfs=info.shards > 1)
         ids = [hit_key(h) for h in first["hits"]["hits"]]
@@ -260,6 +266,7 @@ async def reranked(
             similarity=info.spec.similarity,
             vector_field=info.spec.vector_field,
             backend=call.upstream.backend,
+            compression=info.spec.compression,
         )
         second["query"] = restricted(second["query"], ids)  # (id, index), not the id alone
         second.update(display(body, highlight_from(body)))

@@ -151,9 +151,11 @@ def replace_neural(
     vectors: Mapping[str, np.ndarray],
     vector_field: str,
     backend: Backend | None = None,
+    compression: str = "none",
 ) -> Any:
     """The body with every neural clause turned into the engine's `knn` query (OpenSearch's
-    unless `backend` says otherwise) on its text's vector."""
+    unless `backend` says otherwise) on its text's vector; on a compressed index (the index's
+    `_meta`) widened and re-scored exactly from the float32 vectors, as `--mode knn` does."""
 
     def swap(node: Any) -> dict | None:
         clause = neural_clause(node)
@@ -165,18 +167,26 @@ def replace_neural(
                 f"The neural clause searches field {field!r}, but the index's vectors are in "
                 f"{vector_field!r}: name that field."
             )
-        return knn_from_neural(field, params, vectors[params["query_text"]], backend)
+        vector = vectors[params["query_text"]]
+        return knn_from_neural(field, params, vector, backend, compression=compression)
 
     return transform(body, swap)
 
 
 def knn_from_neural(
-    field: str, params: dict, vector: np.ndarray, backend: Backend | None = None
+    field: str,
+    params: dict,
+    vector: np.ndarray,
+    backend: Backend | None = None,
+    *,
+    compression: str = "none",
 ) -> dict:
     """The k-NN query a neural clause stands for, in the engine's syntax (OpenSearch: k, or a
     radial min_score / max_distance; Elasticsearch: k); BadRequest for what it cannot take."""
     try:
-        return engine(backend).neural_knn(field, params, floats(vector), DEFAULT_K)
+        return engine(backend).neural_knn(
+            field, params, floats(vector), DEFAULT_K, compression=compression
+        )
     except BadInput as exc:
         raise BadRequest(exc.message) from None
 

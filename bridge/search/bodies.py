@@ -100,11 +100,20 @@ def knn_query(
     ef_search: int | None = None,
     filter: dict | None = None,
     backend: Backend | None = None,
+    compression: str = "none",
+    oversample: float | None = None,
 ) -> dict:
     """The clause that finds the k nearest vectors, in the engine's syntax (OpenSearch's `knn`
-    by default); a filter is applied inside the search."""
+    by default); a filter is applied inside the search. On a compressed index, `oversample` x k
+    candidates re-scored exactly (see `Backend.knn_query`)."""
     return engine(backend).knn_query(
-        floats(vector), k, vector_field=vector_field, ef_search=ef_search, filter=filter
+        floats(vector),
+        k,
+        vector_field=vector_field,
+        ef_search=ef_search,
+        filter=filter,
+        compression=compression,
+        oversample=oversample,
     )
 
 
@@ -117,6 +126,8 @@ def knn_body(
     filter: dict | None = None,
     source: bool = True,
     backend: Backend | None = None,
+    compression: str = "none",
+    oversample: float | None = None,
 ) -> dict:
     """An approximate k-NN search of the k nearest vectors, best first."""
     return {
@@ -128,6 +139,8 @@ def knn_body(
             ef_search=ef_search,
             filter=filter,
             backend=backend,
+            compression=compression,
+            oversample=oversample,
         ),
         "sort": SORT,
         "_source": source_filter(source, vector_field=vector_field),
@@ -143,6 +156,7 @@ def exact_score_body(
     vector_field: str = VECTOR_FIELD,
     source: bool = True,
     backend: Backend | None = None,
+    compression: str = "none",
 ) -> dict:
     """Exact similarity of the query vector to exactly the given docs, best first: OpenSearch's
     `knn_score` script, Elasticsearch's `knn` query filtered to those ids (see the backends).
@@ -151,7 +165,11 @@ def exact_score_body(
     more.
     """
     query = engine(backend).exact_query(
-        floats(vector), list(doc_ids), similarity=Similarity.parse(similarity), field=vector_field
+        floats(vector),
+        list(doc_ids),
+        similarity=Similarity.parse(similarity),
+        field=vector_field,
+        compression=compression,
     )
     return {
         "size": size,

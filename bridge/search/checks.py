@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bridge.backends import Client
-from bridge.config import MAX_RESULTS
+from bridge.config import MAX_OVERSAMPLE, MAX_RESULTS
 from bridge.errors import BadInput
 from bridge.indexes import IndexSpec, check_compatible, missing_index, read_spec
 from bridge.search.bodies import check_query
@@ -39,3 +39,12 @@ def check_queries(queries: Sequence[str]) -> None:
 def check_size(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULTS:
         raise ValueError(f"{name} must be an integer from 1 to {MAX_RESULTS}, got {value!r}")
+
+
+def check_oversample(value: float | None) -> None:
+    """None (the default) or a factor from 1 to MAX_OVERSAMPLE."""
+    if value is not None and not 1.0 <= value <= MAX_OVERSAMPLE:
+        raise BadInput(
+            f"--oversample must be from 1 to {MAX_OVERSAMPLE:g} (candidates per hit re-scored "
+            f"exactly on a compressed index), got {value!r}."
+        )

@@ -16,7 +16,7 @@ import numpy as np
 from bridge.backends import Backend, Client, backend_of
 from bridge.config import FUSIONS, MAX_RESULTS, MODES, RERANK_SIDES
 from bridge.search.bodies import bm25_body, exact_score_body, ids_body, knn_body
-from bridge.search.checks import check_index, check_queries, check_size
+from bridge.search.checks import check_index, check_oversample, check_queries, check_size
 from bridge.search.fusion import check_weight, linear, rrf
 from bridge.search.scores import similarities, to_similarity
 from bridge.search.transport import (
@@ -221,6 +221,7 @@ class Rerank(BatchSearcher):
                 vector_field=self.spec.vector_field,
                 source=self.source,
                 backend=self.backend,
+                compression=self.spec.compression,
             )
             for vec, ids in zip(vectors, candidate_lists, strict=True)
             if ids
@@ -255,7 +256,9 @@ class Rerank(BatchSearcher):
 class Knn(BatchSearcher):
     """Native approximate k-NN on the vector field; scores converted to the model's similarity.
 
-    `ef_search`: OpenSearch's HNSW ef_search, Elasticsearch's num_candidates per shard."""
+    `ef_search`: OpenSearch's HNSW ef_search, Elasticsearch's num_candidates per shard. On a
+    compressed index, `oversample` x k candidates (default `config.DEFAULT_OVERSAMPLE`) are
+    re-scored exactly from the float32 vectors by the engine and the best k kept."""
 
     def __init__(
         self,
@@ -266,9 +269,11 @@ class Knn(BatchSearcher):
         ef_search: int | None = None,
         filter: dict | None = None,
         source: bool = True,
+        oversample: float | None = None,
     ) -> None:
         if ef_search is not None:
             check_size("ef_search", ef_search)
+        check_oversample(oversample)
         self.spec = check_index(client, index, encoder)
         self.backend = backend_of(client)
         self.client = client
@@ -277,6 +282,7 @@ class Knn(BatchSearcher):
         self.ef_search = ef_search
         self.filter = filter
         self.source = source
+        self.oversample = oversample
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         check_queries(queries)
@@ -295,6 +301,8 @@ class Knn(BatchSearcher):
                 filter=self.filter,
                 source=self.source if source is None else source,
                 backend=self.backend,
+                compression=self.spec.compression,
+                oversample=self.oversample,
             )
             for vec in vectors
         ]
@@ -414,6 +422,7 @@ def make_searcher(
     weight: float = 0.5,
     depth: int = 100,
     source: bool = True,
+    oversample: float | None = None,
 ) -> Searcher:
     """The searcher of a mode; options that do not apply to the mode are ignored.
 
@@ -436,7 +445,15 @@ def make_searcher(
             filter=filter,
             source=source,
         )
-    knn = Knn(client, index, encoder, ef_search=ef_search, filter=filter, source=source)
+    knn = Knn(
+        client,
+        index,
+        encoder,
+        ef_search=ef_search,
+        filter=filter,
+        source=source,
+        oversample=oversample,
+    )
     if mode == "knn":
         return knn
     return Hybrid(

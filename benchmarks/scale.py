@@ -1,0 +1,251 @@
+"""The scale curve: float32 and 4x (lucene sq) OpenSearch indexes of growing size.
+
+    python benchmarks/scale.py --url http://127.0.0.1:9200 [--sizes 10000,100000,300000]
+        [--source-index eval-minilm-scifact] [--out benchmarks/results/scale.json]
+
+Vectors: the real all-MiniLM-L6-v2 vectors of the source index (SciFact's 5,183 passages, as
+`dotbridge eval-all` fills it), then perturbed copies: copy j of passage i is
+normalise(v_i + e), e ~ N(0, 0.02^2 I) seeded by (i, j) (cosine to v_i about 0.93), with the
+passage's own title and text, so BM25 has real text too. Generated in blocks of 2,000 and never
+held whole: this process's RSS must not grow with the size (measured, `rss_growth_mb`).
+
+Per size and level: bulk indexing of precomputed vectors (docs/s, refresh off, one shard),
+force-merge to one segment (s), memory and disk per vector from the segment file sizes,
+p50/p99 of knn (k=10), rerank (BM25 top 100) and hybrid (RRF, depth 100) over 100 SciFact
+queries (one query at a time, query vectors encoded beforehand), recall@10 of knn against
+exact numpy over the whole index (streamed). Prints the table and the 10k->largest ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bridge.client import connect  # noqa: E402
+from bridge.compression import QueryVectors, documents, footprint  # noqa: E402
+from bridge.config import ConnectionSettings, minilm_model_dir  # noqa: E402
+from bridge.indexes import IndexOptions, ensure_index, read_spec  # noqa: E402
+from bridge.search import make_searcher  # noqa: E402
+
+BLOCK = 2000
+SIGMA = 0.02
+N_QUERIES = 100
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def base_docs(client, index: str) -> tuple[list[dict], np.ndarray]:
+    docs = list(documents(client, index))
+    matrix = np.asarray([d.pop("vector") for d in docs], dtype=np.float32)
+    return docs, matrix
+
+
+def blocks(
+    docs: list[dict], base: np.ndarray, size: int
+) -> Iterator[tuple[list[dict], np.ndarray]]:
+    """(documents, vectors) in blocks: the base first, then perturbed copies, seeded."""
+    n = len(docs)
+    for start in range(0, size, BLOCK):
+        ids = range(start, min(size, start + BLOCK))
+        rows = np.asarray([i % n for i in ids])
+        vecs = base[rows].copy()
+        copies = [i for i in ids if i >= n]
+        if copies:
+            rng = np.random.default_rng(start)
+            noise = rng.normal(0.0, SIGMA, (len(copies), base.shape[1])).astype(np.float32)
+            k = len(ids) - len(copies)
+            vecs[k:] += noise
+            vecs[k:] /= np.linalg.norm(vecs[k:], axis=1, keepdims=True)
+        out = []
+        for i, r in zip(ids, rows, strict=True):
+            d = docs[r]
+            out.append({"doc_id": f"s{i}", "title": d.get("title", ""), "text": d.get("text", "")})
+        yield out, vecs
+
+
+def fill(client, index: str, docs, base, size: int) -> dict:
+    from bridge.backends import backend_of
+
+    backend = backend_of(client)
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    before = rss_mb()
+    peak = before
+    took = 0.0
+    for block_docs, vecs in blocks(docs, base, size):
+        actions = [
+            {"_index": index, "_id": d["doc_id"], **d, "vector": v.tolist()}
+            for d, v in zip(block_docs, vecs, strict=True)
+        ]
+        began = time.perf_counter()
+        backend.bulk(client, actions, chunk_size=500, request_timeout=600)
+        took += time.perf_counter() - began
+        peak = max(peak, rss_mb())
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": None}})
+    client.indices.refresh(index=index)
+    return {
+        "docs_per_s": size / took,
+        "index_s": took,
+        "rss_before_mb": before,
+        "rss_peak_mb": peak,
+    }
+
+
+def exact_top10(docs, base, size: int, qvecs: np.ndarray) -> list[set[str]]:
+    """Exact top 10 per query over the generated vectors, streamed block by block."""
+    best_s = np.full((len(qvecs), 10), -np.inf)
+    best_i = np.zeros((len(qvecs), 10), dtype=np.int64)
+    offset = 0
+    for _, vecs in blocks(docs, base, size):
+        scores = qvecs.astype(np.float64) @ vecs.astype(np.float64).T
+        all_s = np.concatenate([best_s, scores], axis=1)
+        all_i = np.concatenate(
+            [best_i, offset + np.arange(len(vecs))[None, :].repeat(len(qvecs), 0)], axis=1
+        )
+        top = np.argsort(-all_s, axis=1)[:, :10]
+        best_s = np.take_along_axis(all_s, top, 1)
+        best_i = np.take_along_axis(all_i, top, 1)
+        offset += len(vecs)
+    return [{f"s{i}" for i in row} for row in best_i]
+
+
+def latencies(searcher, texts: list[str], k: int) -> tuple[float, float, list]:
+    searcher.search(texts[0], k)
+    times, results = [], []
+    for text in texts:
+        began = time.perf_counter()
+        results.append(searcher.search(text, k))
+        times.append(time.perf_counter() - began)
+    ms = np.asarray(times) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), results
+
+
+def run_size(client, spec, docs, base, queries, texts, truth, size: int, level: str) -> dict:
+    index = f"scale-{size}-{level}"
+    client.indices.delete(index=index, ignore_unavailable=True)
+    ensure_index(client, index, spec, IndexOptions(compression=level))
+    row: dict = {"size": size, "compression": level}
+    row.update(fill(client, index, docs, base, size))
+    began = time.perf_counter()
+    size_info = footprint(client, index)  # force-merges first
+    row["forcemerge_s"] = time.perf_counter() - began
+    row["memory_per_vector"] = size_info.memory_per_vector
+    row["disk_per_vector"] = size_info.disk_per_vector
+    row["files"] = size_info.files
+    row["store_per_doc"] = size_info.store_per_doc
+    for mode in ("knn", "rerank", "hybrid"):
+        searcher = make_searcher(mode, client, index, queries, source=False, depth=100)
+        p50, p99, results = latencies(searcher, texts, 10)
+        row[f"{mode}_p50_ms"], row[f"{mode}_p99_ms"] = p50, p99
+        if mode == "knn":
+            hits = [{h.doc_id for h in r} for r in results]
+            row["recall10"] = float(
+                np.mean([len(h & t) / 10 for h, t in zip(hits, truth, strict=True)])
+            )
+    client.indices.delete(index=index, ignore_unavailable=True)
+    print(json.dumps({k: v for k, v in row.items() if k != "files"}), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200"))
+    parser.add_argument("--sizes", default="10000,100000,300000")
+    parser.add_argument("--levels", default="none,4x")
+    parser.add_argument("--source-index", default="eval-minilm-scifact")
+    parser.add_argument("--source-url", help="The cluster holding --source-index [default: --url].")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from bridge.encoder import Encoder
+
+    client = connect(ConnectionSettings(url=args.url))
+    source = connect(ConnectionSettings(url=args.source_url)) if args.source_url else client
+    spec = read_spec(source, args.source_index)
+    docs, base = base_docs(source, args.source_index)
+    print(f"{len(docs)} real vectors from {args.source_index}", flush=True)
+    encoder = Encoder(minilm_model_dir(), device="cpu")
+    queries = QueryVectors(encoder)
+    from bridge.datasets import locate
+    from bridge.evaluate import load_split
+
+    split = load_split(locate("scifact"))
+    texts = list(split.queries.values())[:N_QUERIES]
+    qvecs = queries.encode_queries(texts)
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        truth = exact_top10(docs, base, size, qvecs)
+        for level in args.levels.split(","):
+            rows.append(run_size(client, spec, docs, base, queries, texts, truth, size, level))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(rows, indent=1))
+    print(render(rows))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process {peak:.0f} MB")
+
+
+COLUMNS = (
+    ("docs_per_s", "index docs/s", "{:,.0f}"),
+    ("forcemerge_s", "force-merge s", "{:.1f}"),
+    ("memory_per_vector", "memory B/vec", "{:,.0f}"),
+    ("disk_per_vector", "disk B/vec", "{:,.0f}"),
+    ("knn_p50_ms", "knn p50", "{:.1f}"),
+    ("knn_p99_ms", "knn p99", "{:.1f}"),
+    ("rerank_p50_ms", "rerank p50", "{:.1f}"),
+    ("rerank_p99_ms", "rerank p99", "{:.1f}"),
+    ("hybrid_p50_ms", "hybrid p50", "{:.1f}"),
+    ("hybrid_p99_ms", "hybrid p99", "{:.1f}"),
+    ("recall10", "knn recall@10", "{:.3f}"),
+    ("rss_peak_mb", "bench RSS MB", "{:.0f}"),
+)
+
+
+def render(rows: list[dict]) -> str:
+    lines = [
+        "| vectors | compression | " + " | ".join(c[1] for c in COLUMNS) + " |",
+        "|---:|---|" + "---:|" * len(COLUMNS),
+    ]
+    for r in rows:
+        cells = " | ".join(fmt.format(r[key]) for key, _, fmt in COLUMNS)
+        lines.append(f"| {r['size']:,} | {r['compression']} | {cells} |")
+    sizes = sorted({r["size"] for r in rows})
+    if len(sizes) > 1:
+        lines += [
+            "",
+            f"Growth {sizes[0]:,} -> {sizes[-1]:,} (x{sizes[-1] / sizes[0]:g} vectors):",
+            "",
+        ]
+        lines.append("| compression | " + " | ".join(c[1] for c in COLUMNS) + " |")
+        lines.append("|---|" + "---:|" * len(COLUMNS))
+        for level in dict.fromkeys(r["compression"] for r in rows):
+            first = next(r for r in rows if r["size"] == sizes[0] and r["compression"] == level)
+            last = next(
+                (r for r in rows if r["size"] == sizes[-1] and r["compression"] == level), None
+            )
+            if last is None:
+                continue
+            cells = " | ".join(
+                f"x{last[key] / first[key]:.2f}" if first[key] else "–" for key, _, _ in COLUMNS
+            )
+            lines.append(f"| {level} | {cells} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
