@@ -47,6 +47,20 @@ from bridge.config import DEFAULT_GATEWAY_PORT, MODES, SEED_MODEL, ConnectionSet
     type=click.FloatRange(0.0),
     help="Seconds an index's _meta is cached per caller (0: read it for every search).",
 )
+@click.option(
+    "--query-cache-size",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Query vectors kept per model, so that a repeated text costs no encode (0: none).",
+)
+@click.option(
+    "--query-cache-ttl",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds a cached query vector is kept (0: no cache).",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option(
     "--print-connectors",
@@ -68,6 +82,8 @@ def serve(
     max_batch: int,
     batch_wait_ms: float,
     meta_ttl: float,
+    query_cache_size: int,
+    query_cache_ttl: float,
     access_log: bool,
     print_connectors: bool,
     public_url: str | None,
@@ -95,6 +111,8 @@ def serve(
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
             access_log=access_log,
+            query_cache_size=query_cache_size,
+            query_cache_ttl=query_cache_ttl,
         ),
         ModelOptions(models=models, encoder=encoder),
         say=click.echo,

@@ -20,6 +20,7 @@ from bridge.errors import IndexMismatch
 from bridge.gateway.batcher import MicroBatcher
 from bridge.gateway.errors import BadRequest, GatewayError
 from bridge.gateway.upstream import Upstream, identity_key
+from bridge.gateway.vector_cache import VectorCache
 from bridge.indexes import IndexSpec, check_compatible, spec_from_mapping
 
 if TYPE_CHECKING:
@@ -39,9 +40,17 @@ class ServedModel:
     encoder: Encoder
     spec: IndexSpec
     batcher: MicroBatcher
+    cache: VectorCache = dataclasses.field(default_factory=lambda: VectorCache(0, 0))
 
     @classmethod
-    def load(cls, encoder: Encoder, *, max_batch: int, max_wait: float) -> ServedModel:
+    def load(
+        cls,
+        encoder: Encoder,
+        *,
+        max_batch: int,
+        max_wait: float,
+        cache: VectorCache | None = None,
+    ) -> ServedModel:
         name = model_name(encoder.model_id)
         batcher = MicroBatcher(
             {"query": encoder.encode_queries, "passage": encoder.encode_passages},
@@ -49,13 +58,28 @@ class ServedModel:
             max_wait=max_wait,
             name=name,
         )
-        return cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)
+        served = cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)
+        if cache is not None:
+            served.cache = cache
+        return served
 
     async def vectors(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Each distinct query text's vector, encoded together in one shared batch."""
-        distinct = list(dict.fromkeys(texts))
-        rows = await self.batcher.encode(distinct, "query")
-        return dict(zip(distinct, rows, strict=True))
+        """Each distinct query text's vector: from the cache, else encoded together in one
+        shared batch (and cached)."""
+        found: dict[str, np.ndarray] = {}
+        missing: list[str] = []
+        for text in dict.fromkeys(texts):
+            row = self.cache.get(text)
+            if row is None:
+                missing.append(text)
+            else:
+                found[text] = row
+        if missing:
+            rows = await self.batcher.encode(missing, "query")
+            encoded = dict(zip(missing, rows, strict=True))
+            self.cache.put_many(encoded.items())
+            found.update(encoded)
+        return found
 
     def describe(self) -> dict[str, Any]:
         spec = self.spec
@@ -71,6 +95,7 @@ class ServedModel:
             "quantization": spec.quantization,
             "device": self.encoder.device,
             "encoder": self.batcher.stats.as_dict(),
+            "query_cache": self.cache.describe(),
         }
 
 

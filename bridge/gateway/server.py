@@ -29,6 +29,8 @@ class GatewayOptions:
     max_batch: int = 64
     batch_wait_ms: float = 0.0
     access_log: bool = False
+    query_cache_size: int = 10_000  # query vectors kept per model (0: no cache)
+    query_cache_ttl: float = 600.0  # seconds a cached query vector lives
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,9 +45,17 @@ class ModelOptions:
         return dataclasses.replace(self.encoder, model=model)
 
 
-def load_models(options: ModelOptions, *, max_batch: int, batch_wait_ms: float):
+def load_models(
+    options: ModelOptions,
+    *,
+    max_batch: int,
+    batch_wait_ms: float,
+    cache_size: int = 0,
+    cache_ttl: float = 0.0,
+):
     """Every model the gateway serves, loaded once; BadInput for one that cannot be loaded."""
     from bridge.gateway.models import Models, ServedModel
+    from bridge.gateway.vector_cache import VectorCache
 
     if not options.models:
         raise BadInput("Give at least one --model to serve.")
@@ -53,7 +63,12 @@ def load_models(options: ModelOptions, *, max_batch: int, batch_wait_ms: float):
     for model in options.models:
         encoder = options.settings(model).load()
         served.append(
-            ServedModel.load(encoder, max_batch=max_batch, max_wait=batch_wait_ms / 1000.0)
+            ServedModel.load(
+                encoder,
+                max_batch=max_batch,
+                max_wait=batch_wait_ms / 1000.0,
+                cache=VectorCache(cache_size, cache_ttl),
+            )
         )
     return Models(served)
 
@@ -75,7 +90,11 @@ def serve(
     backend = backend_of(client)
     client.close()
     models = load_models(
-        model_options, max_batch=options.max_batch, batch_wait_ms=options.batch_wait_ms
+        model_options,
+        max_batch=options.max_batch,
+        batch_wait_ms=options.batch_wait_ms,
+        cache_size=options.query_cache_size,
+        cache_ttl=options.query_cache_ttl,
     )
     try:
         _run(_serve(settings, options, models, say, backend))
