@@ -24,6 +24,7 @@ import numpy as np
 from bridge.gateway.discover import mode_body, typed_text
 from bridge.gateway.errors import BadRequest
 from bridge.gateway.models import IndexInfo
+from bridge.gateway.presentation import knn_similarities, without_vector
 from bridge.gateway.responses import search_response
 from bridge.gateway.rewrite import (
     AGGREGATION_KEYS,
@@ -142,6 +143,7 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
             size=size,
             bm25=bm25,
         )
+        body = without_vector(body, info.spec.vector_field)
     rerank = rerank_text(body)
     hybrid = hybrid_query(body.get("query"))
     opts = options(body)
@@ -150,7 +152,18 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
     backend = call.upstream.backend
     if rerank is None and hybrid is None:
         rewritten = strip_ext(replace_neural(body, vectors, info.spec.vector_field, backend))
-        return Forward(rewritten, drop, {"search_type": DFS} if info.shards > 1 else {})
+        forward = Forward(rewritten, drop, {"search_type": DFS} if info.shards > 1 else {})
+        if mode != "knn":
+            return forward
+        # INDEX.knn: scored as `dotbridge search --mode knn` reports it (see presentation)
+        answer = await call.upstream.call(
+            "POST",
+            f"/{call.raw_target}/_search",
+            call.caller,
+            rewritten,
+            params=forward.query(call.params),
+        )
+        return knn_similarities(answer, info.spec.similarity, backend)
     if "scroll" in call.params:
         raise BadRequest("A rerank or hybrid search cannot scroll: page with from and size.")
     check_staged(body, "ext.rerank" if rerank is not None else "A hybrid query")
