@@ -22,7 +22,7 @@ from tests.ingest_helpers import datasets_dir, read_jsonl
 from tests.node_fixtures import free_port
 
 SCIFACT = datasets_dir() / "scifact"
-START_TIMEOUT = 180.0
+START_TIMEOUT = float(os.environ.get("DOTBRIDGE_GATEWAY_START_TIMEOUT", "180"))
 HTTP = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(total=120))
 
 

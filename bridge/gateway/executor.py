@@ -23,6 +23,7 @@ import numpy as np
 
 from bridge.gateway.discover import mode_body, typed_text
 from bridge.gateway.errors import BadRequest
+from bridge.gateway.fieldsort import field_sort, run_sorted
 from bridge.gateway.models import IndexInfo
 from bridge.gateway.presentation import knn_similarities, without_vector
 from bridge.gateway.responses import search_response
@@ -122,6 +123,8 @@ class Forward:
 async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forward | dict | None:
     """The caller's search with its dotbridge features; None: nothing for the gateway to do
     (a per-mode name searched without typed text), so the search passes through."""
+    if mode is not None and (order := field_sort(body)) is not None:
+        return await run_sorted(call, info, body, mode, order, run)  # a time-field pattern
     began = time.perf_counter()  # `took` counts encoding too
     start, size = paging(body, call.params)
     drop: tuple[str, ...] = ()
