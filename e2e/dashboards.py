@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -202,6 +203,14 @@ def prepare(verbose: bool = True) -> Path:
             print(f"Dashboards ready (cached) in {src}")
         return src
     home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:  # one preparation at a time; the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prepare(archive, home, src, verbose)
+
+
+def _prepare(archive: Path, home: Path, src: Path, verbose: bool) -> Path:
+    if (home / ".bootstrapped").exists() and (home / ".optimized").exists():
+        return src
     for d in ("home", "yarn-cache", "npm-cache"):
         (home / d).mkdir(exist_ok=True)
     log_path = home / "prepare.log"
@@ -286,7 +295,7 @@ def _warm(home: Path, log) -> None:
         deadline = time.monotonic() + 3600
         while time.monotonic() < deadline:
             text = log_path.read_text(errors="replace")[start:]
-            if re.search(r"bundles compiled successfully|\[success\]\[@osd/optimizer\]", text):
+            if re.search(r"bundles compiled successfully|all bundles cached, success", text):
                 return
             if proc.poll() is not None:
                 raise Refused(f"Dashboards stopped while building its bundles; see {log_path}.")
