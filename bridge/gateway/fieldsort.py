@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from bridge.gateway.presentation import without_vector
 from bridge.gateway.responses import search_response
 from bridge.gateway.rewrite import PRESENTATION_KEYS, paging
 from bridge.search.bodies import SORT
@@ -80,7 +81,7 @@ async def run_sorted(
         )
         if "highlight" in fetch and isinstance(fetch["highlight"], dict):
             fetch["highlight"] = {**fetch["highlight"], "highlight_query": _text_query(body)}
-        resp = await call.search(fetch)
+        resp = await call.search(without_vector(fetch, info.spec.vector_field))
         for hit in resp["hits"]["hits"]:
             hits.append({**hit, "_score": scores.get(hit["_id"])})
     total = result["hits"].get("total", len(ranked))
