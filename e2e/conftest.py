@@ -96,6 +96,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
+        p.selectors.set_test_id_attribute("data-test-subj")  # Dashboards' own test ids
         chromium = p.chromium.launch(
             executable_path=os.environ["DOTBRIDGE_CHROMIUM"],
             headless=True,
