@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
         fill(node_url, args.docs, out)
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         gateway_log = out / "gateway.log"
-        serve = [sys.executable, "-m", "bridge", "serve", "--port", str(gateway_port)]
-        serve += ["--url", node_url, "--model", "minilm", "--device", "cpu", "--access-log", "-v"]
+        serve = [sys.executable, "-m", "bridge", "-v", "serve", "--port", str(gateway_port)]
+        serve += ["--url", node_url, "--model", "minilm", "--device", "cpu", "--access-log"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
         with background(serve, gateway_log, env) as gateway:
             wait_http(f"{gateway_url}/_dotbridge", gateway, gateway_log, 600)
