@@ -322,15 +322,18 @@ def start(opensearch: str, port: int, log_path: Path, timeout: float = 900) -> s
     src = prepare(verbose=False)
     home = src.parent
     proc = _launch(home, opensearch, port, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _status(port) == "green":
-            return proc
-        if proc.poll() is not None:
-            raise Refused(f"Dashboards stopped while starting; see {log_path}.")
-        time.sleep(3)
-    stop_process(proc)
-    raise Refused(f"Dashboards did not become ready within {timeout:.0f} s; see {log_path}.")
+    try:  # stopped on any way out but ready, Ctrl-C included
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _status(port) == "green":
+                return proc
+            if proc.poll() is not None:
+                raise Refused(f"Dashboards stopped while starting; see {log_path}.")
+            time.sleep(3)
+        raise Refused(f"Dashboards did not become ready within {timeout:.0f} s; see {log_path}.")
+    except BaseException:
+        stop_process(proc)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
