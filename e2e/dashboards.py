@@ -253,10 +253,7 @@ def _config(home: Path, opensearch: str, port: int) -> Path:
         f'opensearch.hosts: ["{opensearch}"]\n'
         f"opensearch.ignoreVersionMismatch: true\n"
         f"telemetry.enabled: false\n"
-        f"telemetry.allowChangingOptInStatus: false\n"
         f"newsfeed.enabled: false\n"
-        f"home.disableWelcomeScreen: true\n"
-        f'uiSettings.overrides:\n  "home:useNewHomePage": false\n'
     )
     _own(cfg)
     return cfg
