@@ -252,8 +252,6 @@ def _config(home: Path, opensearch: str, port: int) -> Path:
         f"server.port: {port}\n"
         f'opensearch.hosts: ["{opensearch}"]\n'
         f"opensearch.ignoreVersionMismatch: true\n"
-        f"telemetry.enabled: false\n"
-        f"newsfeed.enabled: false\n"
     )
     _own(cfg)
     return cfg
