@@ -8,7 +8,7 @@ EXTRAS := test,bench,serve
 LOCK := constraints.txt
 
 .PHONY: install demo test check-data data lint format lock test-latest bench bench-ray gateway-load scale eval drills \
-	clean
+	clean e2e
 
 install: $(VENV)/.installed
 
@@ -103,6 +103,14 @@ drills: install
 	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme docs/drills.md
 	$(BIN)/python benchmarks/cluster_drills.py --port $(CLUSTER_DRILL_PORT) \
 		--transport-port $(CLUSTER_DRILL_TRANSPORT) --readme docs/cluster.md
+
+# Issue 23: a real OpenSearch Dashboards (built once from DOTBRIDGE_DASHBOARDS_SRC into the
+# cache), Discover and Dev Tools driven in the system Chromium through `dotbridge serve`, on
+# E2E_PORT+1..3 (loopback). About 20 min cold, a few minutes warm; screenshots in e2e/out/.
+E2E_PORT ?= 9700
+e2e: install
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[e2e]'
+	E2E_PORT=$(E2E_PORT) $(BIN)/python e2e/run.py
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache .ruff_cache

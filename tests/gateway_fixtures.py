@@ -22,7 +22,7 @@ from tests.ingest_helpers import datasets_dir, read_jsonl
 from tests.node_fixtures import free_port
 
 SCIFACT = datasets_dir() / "scifact"
-START_TIMEOUT = 180.0
+START_TIMEOUT = float(os.environ.get("DOTBRIDGE_GATEWAY_START_TIMEOUT", "180"))
 HTTP = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(total=120))
 
 
@@ -105,9 +105,10 @@ def gateway_url(
     log = tmp_path_factory.mktemp("gateway") / "serve.log"
     # DOTBRIDGE_GATEWAY_TEST_PORT pins the session gateway's port (else any free one).
     port = int(os.environ.get("DOTBRIDGE_GATEWAY_TEST_PORT") or 0) or None
-    with running_gateway(
-        opensearch_settings, tiny_model_dir, log, "--meta-ttl", "1", port=port
-    ) as url:
+    # No query-vector cache: the batching tests count the encodes of repeated texts
+    # (test_gateway_vector_cache starts its own gateway with the cache).
+    flags = ("--meta-ttl", "1", "--query-cache-size", "0")
+    with running_gateway(opensearch_settings, tiny_model_dir, log, *flags, port=port) as url:
         yield url
 
 

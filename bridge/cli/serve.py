@@ -53,6 +53,20 @@ from bridge.gateway.limits import Limits
     type=click.FloatRange(0.0),
     help="Seconds an index's _meta is cached per caller (0: read it for every search).",
 )
+@click.option(
+    "--query-cache-size",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Query vectors kept per model, so that a repeated text costs no encode (0: none).",
+)
+@click.option(
+    "--query-cache-ttl",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds a cached query vector is kept (0: no cache).",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @limit_options
 @click.option(
@@ -95,6 +109,8 @@ def serve(
     max_batch: int,
     batch_wait_ms: float,
     meta_ttl: float,
+    query_cache_size: int,
+    query_cache_ttl: float,
     access_log: bool,
     limits: Limits,
     certfile: str | None,
@@ -132,6 +148,8 @@ def serve(
             keyfile=keyfile,
             trusted_proxies=trusted_proxies,
             strip_headers=strip_headers,
+            query_cache_size=query_cache_size,
+            query_cache_ttl=query_cache_ttl,
         ),
         ModelOptions(models=models, encoder=encoder),
         say=click.echo,

@@ -23,8 +23,10 @@ import numpy as np
 
 from bridge.gateway.discover import mode_body, typed_text
 from bridge.gateway.errors import BadRequest
+from bridge.gateway.fieldsort import field_sort, run_sorted
 from bridge.gateway.hitkeys import hit_key, key_id, only, restricted
 from bridge.gateway.models import IndexInfo
+from bridge.gateway.presentation import knn_similarities, without_vector
 from bridge.gateway.responses import search_response
 from bridge.gateway.rewrite import (
     AGGREGATION_KEYS,
@@ -122,6 +124,8 @@ class Forward:
 async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forward | dict | None:
     """The caller's search with its dotbridge features; None: nothing for the gateway to do
     (a per-mode name searched without typed text), so the search passes through."""
+    if mode is not None and (order := field_sort(body)) is not None:
+        return await run_sorted(call, info, body, mode, order, run)  # a time-field pattern
     began = time.perf_counter()  # `took` counts encoding too
     start, size = paging(body, call.params)
     drop: tuple[str, ...] = ()
@@ -143,6 +147,7 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
             size=size,
             bm25=bm25,
         )
+        body = without_vector(body, info.spec.vector_field)
     rerank = rerank_text(body)
     hybrid = hybrid_query(body.get("query"))
     opts = options(body)
@@ -153,7 +158,18 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
         rewritten = strip_ext(
             replace_neural(body, vectors, info.spec.vector_field, backend, info.spec.compression)
         )
-        return Forward(rewritten, drop, {"search_type": DFS} if info.shards > 1 else {})
+        forward = Forward(rewritten, drop, {"search_type": DFS} if info.shards > 1 else {})
+        if mode != "knn":
+            return forward
+        # INDEX.knn: scored as `dotbridge search --mode knn` reports it (see presentation)
+        answer = await call.upstream.call(
+            "POST",
+            f"/{call.raw_target}/_search",
+            call.caller,
+            rewritten,
+            params=forward.query(call.params),
+        )
+        return knn_similarities(answer, info.spec.similarity, backend)
     if "scroll" in call.params:
         raise BadRequest("A rerank or hybrid search cannot scroll: page with from and size.")
     check_staged(body, "ext.rerank" if rerank is not None else "A hybrid query")

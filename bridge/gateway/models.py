@@ -21,6 +21,7 @@ from bridge.gateway.batcher import MicroBatcher
 from bridge.gateway.errors import BadRequest, GatewayError
 from bridge.gateway.limits import clipped
 from bridge.gateway.upstream import Upstream, identity_key
+from bridge.gateway.vector_cache import VectorCache
 from bridge.indexes import (
     IndexSpec,
     check_compatible,
@@ -46,6 +47,7 @@ class ServedModel:
     encoder: Encoder
     spec: IndexSpec
     batcher: MicroBatcher
+    cache: VectorCache = dataclasses.field(default_factory=lambda: VectorCache(0, 0))
 
     @classmethod
     def load(
@@ -56,6 +58,7 @@ class ServedModel:
         max_wait: float,
         max_queue: int = 8192,
         timeout: float | None = None,
+        cache: VectorCache | None = None,
     ) -> ServedModel:
         name = model_name(encoder.model_id)
         batcher = MicroBatcher(
@@ -66,14 +69,29 @@ class ServedModel:
             timeout=timeout,
             name=name,
         )
-        return cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)
+        served = cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)
+        if cache is not None:
+            served.cache = cache
+        return served
 
     async def vectors(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Each distinct query text's vector, encoded together in one shared batch."""
-        distinct = list(dict.fromkeys(texts))
-        window = clipped(distinct, getattr(self.encoder, "query_max_length", 512))
-        rows = await self.batcher.encode(window, "query")
-        return dict(zip(distinct, rows, strict=True))
+        """Each distinct query text's vector: from the cache, else encoded together in one
+        shared batch (and cached)."""
+        found: dict[str, np.ndarray] = {}
+        missing: list[str] = []
+        for text in dict.fromkeys(texts):
+            row = self.cache.get(text)
+            if row is None:
+                missing.append(text)
+            else:
+                found[text] = row
+        if missing:
+            window = clipped(missing, getattr(self.encoder, "query_max_length", 512))
+            rows = await self.batcher.encode(window, "query")
+            encoded = dict(zip(missing, rows, strict=True))
+            self.cache.put_many(encoded.items())
+            found.update(encoded)
+        return found
 
     async def passages(self, texts: Sequence[str]) -> np.ndarray:
         """Passage vectors in order (each text cut to the model's window before tokenizing)."""
@@ -108,6 +126,7 @@ class ServedModel:
             "quantization": spec.quantization,
             "device": self.encoder.device,
             "encoder": self.batcher.stats.as_dict(),
+            "query_cache": self.cache.describe(),
         }
 
 

@@ -37,6 +37,8 @@ class GatewayOptions:
     keyfile: str | None = None
     trusted_proxies: tuple[str, ...] = ()
     strip_headers: tuple[str, ...] = ()  # more identity headers to drop (the cluster's own)
+    query_cache_size: int = 10_000  # query vectors kept per model (0: no cache)
+    query_cache_ttl: float = 600.0  # seconds a cached query vector lives
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,9 +59,12 @@ def load_models(
     max_batch: int,
     batch_wait_ms: float,
     limits: Limits | None = None,
+    cache_size: int = 0,
+    cache_ttl: float = 0.0,
 ):
     """Every model the gateway serves, loaded once; BadInput for one that cannot be loaded."""
     from bridge.gateway.models import Models, ServedModel
+    from bridge.gateway.vector_cache import VectorCache
 
     if not options.models:
         raise BadInput("Give at least one --model to serve.")
@@ -74,6 +79,7 @@ def load_models(
                 max_wait=batch_wait_ms / 1000.0,
                 max_queue=limits.max_queue,
                 timeout=limits.encode_timeout,
+                cache=VectorCache(cache_size, cache_ttl),
             )
         )
     return Models(served)
@@ -107,6 +113,8 @@ def serve(
         max_batch=options.max_batch,
         batch_wait_ms=options.batch_wait_ms,
         limits=options.limits,
+        cache_size=options.query_cache_size,
+        cache_ttl=options.query_cache_ttl,
     )
     try:
         _run(_serve(settings, options, models, say, backend, identity, tls))
