@@ -84,6 +84,10 @@ def indexes(engine, client, encoder, corpus) -> Iterator[dict[str, str]]:
             )
             backend_of(client).bulk(client, actions, chunk_size=500)
             client.indices.refresh(index=name)
+            # One segment: a background merge between two searches would change the graph
+            # they walk, and with it the candidates a test compares.
+            client.indices.forcemerge(index=name, max_num_segments=1)
+            client.indices.refresh(index=name)
         yield made
     finally:
         for name in made.values():

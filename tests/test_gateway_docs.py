@@ -24,7 +24,7 @@ N_DOCS = 600
 def documented_queries() -> dict[str, tuple[str, dict]]:
     """{mode: (index, body)} for each `# mode: ...` comment followed by `GET INDEX/_search`."""
     found: dict[str, tuple[str, dict]] = {}
-    for block in re.findall(r"```\n(.*?)```", PAGE.read_text(), flags=re.S):
+    for block in re.findall(r"^```\w*\n(.*?)^```", PAGE.read_text(), flags=re.S | re.M):
         for part in re.split(r"\n(?=# )", block.strip()):
             match = re.match(r"# (\w+):[^\n]*\nGET (\S+)/_search\n(.*)", part, flags=re.S)
             if match:
