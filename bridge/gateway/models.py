@@ -110,6 +110,7 @@ class ServedModel:
             "runtime": spec.runtime,
             "quantization": spec.quantization,
             "encoder": self.batcher.stats.as_dict(),
+            "query_cache": self.cache.describe(),  # counters only, like the encoder's
         }
 
     def describe(self) -> dict[str, Any]:
