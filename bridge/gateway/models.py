@@ -171,11 +171,14 @@ class Models:
                 flags = " ".join(
                     f"--{SERVE_FLAGS[n]} {was}" for n, was, _ in diffs if n in SERVE_FLAGS
                 )
-                advice = f"add --model {stored.model} {flags}" if flags else "serve it with them"
+                advice = (
+                    f"start `dotbridge serve` with --model {stored.model} {flags}"
+                    if flags
+                    else "serve it with the index's settings"
+                )
                 raise BadRequest(
                     f"Index {index!r} was built with model {stored.model}, which this gateway "
-                    f"serves as {model.name}, but with other settings ({differ}): {advice} to "
-                    "`dotbridge serve`."
+                    f"serves as {model.name}, but with other settings ({differ}): {advice}."
                 )
         int8 = f", {stored.quantization} weights" if stored.quantization != "none" else ""
         # Quantized vectors are another model: name the setting when either side is quantized.
