@@ -100,6 +100,7 @@ DRILL_PORTS ?= 9291,9292
 CLUSTER_DRILL_PORT ?= 9280
 CLUSTER_DRILL_TRANSPORT ?= 9285
 drills: install
+	$(BIN)/python -m pytest -m drill -v
 	$(BIN)/python benchmarks/drills.py --ports $(DRILL_PORTS) --readme docs/drills.md
 	$(BIN)/python benchmarks/cluster_drills.py --port $(CLUSTER_DRILL_PORT) \
 		--transport-port $(CLUSTER_DRILL_TRANSPORT) --readme docs/cluster.md

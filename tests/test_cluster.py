@@ -173,6 +173,7 @@ def without(settings: ConnectionSettings, spared: ClusterMember) -> ConnectionSe
     return dataclasses.replace(settings, url=",".join(urls))
 
 
+@pytest.mark.drill
 def test_ingest_and_searches_go_on_when_the_first_named_node_is_killed(
     cluster, cluster_settings, tiny_encoder, tiny_model_dir, tmp_path
 ):

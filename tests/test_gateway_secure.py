@@ -4,8 +4,10 @@ exactly the rights the cluster gives that caller, never the gateway's own."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,10 +113,27 @@ def test_wrong_credentials_are_refused_by_the_cluster(
 # ---- what the cluster refuses stays refused through every path of the gateway -----------------
 
 
+SECURITY_API = "/_plugins/_security/api"
+MADE: list[tuple[Any, str]] = []  # (admin client, user) made by the running test
+
+
+@pytest.fixture(autouse=True)
+def _users_removed_afterwards():
+    """The session's secured node is shared: users a test makes (and their roles) go with it."""
+    yield
+    while MADE:
+        admin, user = MADE.pop()
+        for path in (f"rolesmapping/role_{user}", f"internalusers/{user}", f"roles/role_{user}"):
+            with contextlib.suppress(Exception):
+                admin.transport.perform_request("DELETE", f"{SECURITY_API}/{path}")
+
+
 def make_user(admin, user: str, password: str, actions: list[str], index: str) -> dict[str, str]:
-    """A user of the secured node with only `actions` on `index` (the security REST API)."""
+    """A user of the secured node with only `actions` on `index` (the security REST API),
+    removed after the test."""
     role = f"role_{user}"
-    api = "/_plugins/_security/api"
+    api = SECURITY_API
+    MADE.append((admin, user))
     admin.transport.perform_request(
         "PUT",
         f"{api}/roles/{role}",
