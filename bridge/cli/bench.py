@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bridge.cli.options import DEVICE, connection_options
+from bridge.cli.options import BATCH_SIZE_OPTION, DEVICE, connection_options
 from bridge.config import ConnectionSettings
 
 
@@ -34,13 +34,7 @@ from bridge.config import ConnectionSettings
     help="A BEIR folder, or a collection's name (found as `dotbridge datasets list` shows).",
 )
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
-@click.option(
-    "--batch-size",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Texts per forward pass of the model.",
-)
+@BATCH_SIZE_OPTION
 @click.option("--keep", is_flag=True, help="Keep the benchmark's index afterwards.")
 @connection_options
 def bench(

@@ -46,6 +46,16 @@ class DeviceType(click.ParamType):
 DEVICE = DeviceType()
 
 
+# The encoder's batch size, on every command that encodes.
+BATCH_SIZE_OPTION = click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Texts per forward pass of the model.",
+)
+
+
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The same connection settings on every command; the password only from env or a prompt.
 
@@ -169,13 +179,7 @@ def encoder_options(quantize_help: str = QUANTIZE_HELP) -> Callable[..., Any]:
             show_default=True,
             help="auto: float16 on CUDA, else float32.",
         )
-        @click.option(
-            "--batch-size",
-            default=64,
-            show_default=True,
-            type=click.IntRange(1),
-            help="Texts per forward pass of the model.",
-        )
+        @BATCH_SIZE_OPTION
         @click.option(
             "--runtime",
             type=click.Choice(RUNTIMES),

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from bridge.cli.options import (
+    BATCH_SIZE_OPTION,
     DEVICE,
     connection_options,
     model_options,
@@ -182,13 +183,7 @@ def eval_(
     help="Where the TREC runs are written.",
 )
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Torch device.")
-@click.option(
-    "--batch-size",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Texts per forward pass of the model.",
-)
+@BATCH_SIZE_OPTION
 @click.option("--progress/--no-progress", default=None, help="Default: when on a terminal.")
 @click.option(
     "--compression",
