@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -331,6 +332,32 @@ def test_a_failing_encode_reaches_every_waiting_request():
     finally:
         batcher.close()
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_a_batch_that_outlives_its_event_loop_does_not_kill_the_worker():
+    """A server stopping while the model runs closes the request's loop; the worker drops that
+    result and goes on serving the next loop's requests."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(texts):
+        started.set()
+        release.wait(10)
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+    batcher = MicroBatcher({"query": slow}, timeout=20)
+    try:
+        loop = asyncio.new_event_loop()
+        loop.create_task(batcher.encode(["left behind"]))
+        loop.run_until_complete(asyncio.sleep(0))  # the job is queued and picked up
+        assert started.wait(10)
+        loop.close()  # the task is never awaited again: its loop is gone
+        release.set()
+        rows = asyncio.run(batcher.encode(["next"]))
+        assert rows.shape == (1, 2)
+        assert batcher._thread.is_alive()
+    finally:
+        release.set()
+        batcher.close()
 
 
 def test_print_connectors_needs_no_cluster_and_no_model_load():

@@ -191,13 +191,22 @@ class MicroBatcher:
         except Exception as exc:  # handed to the waiting requests, which report it
             log.warning("encoding a batch of %d texts failed: %s", len(distinct), exc)
             for job in jobs:
-                job.loop.call_soon_threadsafe(_fail, job.future, exc)
+                _hand(job, _fail, exc)
             return
         row = {text: i for i, text in enumerate(distinct)}
         self.stats.add(len(jobs), len(distinct))
         for job in jobs:
             result = vectors[[row[text] for text in job.texts]]
-            job.loop.call_soon_threadsafe(_resolve, job.future, result)
+            _hand(job, _resolve, result)
+
+
+def _hand(job: _Job, callback, value) -> None:
+    """Give a result to the request's event loop; a loop already closed (the server stopped
+    while this batch ran) has no one waiting, so the result is dropped."""
+    try:
+        job.loop.call_soon_threadsafe(callback, job.future, value)
+    except RuntimeError:
+        log.debug("a batch finished after its event loop closed; its result is dropped")
 
 
 def _resolve(future: asyncio.Future, value: np.ndarray) -> None:
