@@ -57,6 +57,13 @@ def cluster() -> Iterator[LocalCluster]:
         cluster.start(timeout=400)
     except DotbridgeError as exc:
         pytest.fail(f"no 3-node cluster for the cluster tests: {exc.message}")
+    # A new cluster answers yellow while the replicas of its own system indexes are placed:
+    # the tests start from the green a user sees a moment later.
+    health = connect(ConnectionSettings(url=cluster.url)).cluster.health(
+        wait_for_status="green", timeout="120s"
+    )
+    if health["status"] != "green":
+        pytest.fail(f"the 3-node cluster stayed {health['status']} for 120 s after it started")
     yield cluster
     if started_here:
         cluster.stop()
