@@ -8,7 +8,7 @@ EXTRAS := test,bench,serve
 LOCK := constraints.txt
 
 .PHONY: install demo test check-data data lint format lock test-latest bench bench-ray gateway-load scale eval drills \
-	clean e2e
+	clean e2e e2e-browser
 
 install: $(VENV)/.installed
 
@@ -109,9 +109,20 @@ drills: install
 # cache), Discover and Dev Tools driven in the system Chromium through `dotbridge serve`, on
 # E2E_PORT+1..3 (loopback). About 20 min cold, a few minutes warm; screenshots in e2e/out/.
 E2E_PORT ?= 9700
-e2e: install
+e2e: install e2e-browser
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[e2e]'
 	E2E_PORT=$(E2E_PORT) $(BIN)/python e2e/run.py
+
+# The browser the e2e tests drive: the system's Chromium. On a Debian machine run as root, the
+# chromium package is installed when no Chromium is found (Playwright downloads no browser);
+# elsewhere e2e/run.py says in one sentence how to get one.
+e2e-browser:
+	@if [ -z "$$DOTBRIDGE_CHROMIUM" ] && ! command -v chromium >/dev/null \
+		&& ! command -v chromium-browser >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests (apt-get install chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache .ruff_cache

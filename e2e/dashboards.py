@@ -341,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=9740)
     run.add_argument("--log", type=Path, default=Path("dashboards.log"))
     args = parser.parse_args(argv)
+
+    def terminate(signum, frame):  # SIGTERM: the same clean-up as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         if args.cmd == "prepare":
             prepare()
