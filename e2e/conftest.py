@@ -80,12 +80,9 @@ def reference(client, index):
     cache: dict = {}
 
     def ranking(mode: str, text: str, k: int = 10, filter: dict | None = None) -> list[str]:
-        # rerank: `--candidates max(100, k)`, the BM25 top the gateway re-scores for a page of k
-        candidates = max(100, k) if mode == "rerank" else 100
-        key = (mode, json.dumps(filter, sort_keys=True), candidates)
+        key = (mode, json.dumps(filter, sort_keys=True))
         if key not in cache:
             options: dict[str, Any] = {"filter": filter} if filter else {}
-            options["candidates"] = candidates
             cache[key] = open_searcher(
                 client, index, mode, ModelSettings(model="minilm"), **options
             )

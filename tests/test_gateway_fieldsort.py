@@ -90,8 +90,7 @@ def time_body(text: str, sort: list, gte: str = "2000-01-01T00:00:00Z") -> dict:
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["knn", "hybrid", "bm25", "rerank"])
 def test_time_sorted_discover_selects_by_the_model(gateway_url, client, encoder, index, mode):
-    options = {"candidates": 100} if mode == "rerank" else {}
-    expected = make_searcher(mode, client, index, encoder, **options).search(TEXT, SIZE)
+    expected = make_searcher(mode, client, index, encoder).search(TEXT, SIZE)
     scores = {h.doc_id: h.score for h in expected}
     path = f"/{index}.{mode}/_search{discover_bodies.PARAMS}"
 

@@ -135,23 +135,32 @@ def mode_body(
     elif mode == "knn":
         out["query"] = neural(vector_field, text, max(wanted, 1), restriction)
     elif mode == "rerank":
+        # The command's first stage whatever the page size (Discover asks for 500 rows): the
+        # BM25 top 100 re-scored, so the rows are `dotbridge search --mode rerank`'s, at most 100.
         out["query"] = sparse
-        candidates = max(DEFAULT_CANDIDATES, wanted)
+        out["size"] = _within(start, size, DEFAULT_CANDIDATES)
         out["ext"] = {
             "rerank": {"query_context": {"query_text": text}},
-            "dotbridge": {"candidates": candidates},
+            "dotbridge": {"candidates": DEFAULT_CANDIDATES},
         }
     elif mode == "hybrid":
-        depth = max(DEFAULT_DEPTH, wanted)
-        dense = neural(vector_field, text, depth, restriction)
+        # Likewise each side's top 100, fused, as the command's default --depth; the page holds
+        # at most that many rows (a deeper page would widen the depth and change the fusion).
+        dense = neural(vector_field, text, DEFAULT_DEPTH, restriction)
         out["query"] = {"hybrid": {"queries": [sparse, dense]}}
-        out["ext"] = {"dotbridge": {"depth": depth}}
+        out["size"] = _within(start, size, DEFAULT_DEPTH)
+        out["ext"] = {"dotbridge": {"depth": DEFAULT_DEPTH}}
     else:
         raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(ALIAS_MODES)}")
     for key in ("aggs", "aggregations"):  # Discover's histogram, when the pattern has a time field
         if key in body:
             out[key] = body[key]
     return out
+
+
+def _within(start: int, size: int, depth: int) -> int:
+    """The rows of a page from `start` that a ranking of `depth` documents can fill."""
+    return max(0, min(size, depth - start))
 
 
 def neural(field: str, text: str, k: int, restriction: dict | None) -> dict:
