@@ -148,6 +148,7 @@ async def run(call: Call, info: IndexInfo, body: dict, mode: str | None) -> Forw
             bm25=bm25,
         )
         body = without_vector(body, info.spec.vector_field)
+        start, size = paging(body, call.params)  # a mode may show fewer rows than asked
     rerank = rerank_text(body)
     hybrid = hybrid_query(body.get("query"))
     opts = options(body)
