@@ -9,13 +9,17 @@ kept under the run's output folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import expect
 
 from e2e.conftest import http, raw_hits
 
@@ -53,15 +57,44 @@ def discover_url(osd: str, pattern_id: str, language: str, sort: str = "!()") ->
 
 
 def is_search(text: str):
-    def predicate(response) -> bool:
-        request = response.request
+    """Discover's search request for the text (the data plugin's /internal/search route)."""
+
+    def predicate(request) -> bool:
         return (
-            "/internal/search" in response.url
+            "/internal/search" in request.url
             and request.method == "POST"
             and text in (request.post_data or "")
         )
 
     return predicate
+
+
+@contextlib.contextmanager
+def answer_of(page, wanted) -> Iterator[dict]:
+    """The answer to the first request `wanted` accepts, read as it passes: the request is
+    routed through Playwright and its answer handed to the page unchanged, so its body is kept
+    even when Discover rewrites its URL before the body could be read from the browser.
+    After the block: {"status": int, "text": str}."""
+    caught: dict = {}
+
+    def handle(route) -> None:
+        if caught or not wanted(route.request):
+            route.fallback()
+            return
+        response = route.fetch()
+        body = response.body()
+        caught.update(status=response.status, text=body.decode("utf-8", errors="replace"))
+        route.fulfill(response=response, body=body)
+
+    page.route("**/*", handle)
+    try:
+        yield caught
+        deadline = time.monotonic() + 120
+        while not caught and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert caught, "the page sent no such request within 120 s"
+    finally:
+        page.unroute("**/*", handle)
 
 
 def type_and_search(page, text: str, answer: dict | None = None) -> list[dict]:
@@ -74,13 +107,12 @@ def type_and_search(page, text: str, answer: dict | None = None) -> list[dict]:
     page.get_by_test_id("discoverQueryHits").wait_for()
     page.wait_for_load_state("networkidle")
     bar.fill(text)
-    with page.expect_response(is_search(text)) as caught:
+    with answer_of(page, is_search(text)) as caught:
         bar.press("Enter")
-    response = caught.value
-    assert response.ok, response.text()[:500]
-    payload = json.loads(response.text())
+    assert caught["status"] == 200, caught["text"][:500]
+    payload = json.loads(caught["text"])
     hits = raw_hits(payload)
-    assert hits is not None, response.text()[:500]
+    assert hits is not None, caught["text"][:500]
     if answer is not None:
         answer.update(payload)
     page.get_by_test_id("discoverQueryHits").wait_for()
@@ -103,7 +135,7 @@ def test_discover_ranks_as_the_search_command(page, osd, index, reference, mode,
     assert all("vector" not in h.get("_source", {}) for h in hits[:FIRST_ROWS])
     # the first row on screen is the first hit
     first_title = hits[0]["_source"]["title"][:30]
-    assert page.get_by_text(first_title, exact=False).first.is_visible()
+    expect(page.get_by_text(first_title, exact=False).first).to_be_visible(timeout=60_000)
 
 
 def test_a_filter_pill_holds_and_the_order_stays(page, osd, node, index, reference):
@@ -118,9 +150,9 @@ def test_a_filter_pill_holds_and_the_order_stays(page, osd, node, index, referen
     operator.fill("is")
     page.get_by_role("option", name="is", exact=True).click()
     page.get_by_test_id("filterParams").locator("input").first.fill("cells")
-    with page.expect_response(is_search(TEXT)) as caught:
+    with answer_of(page, is_search(TEXT)) as caught:
         page.get_by_test_id("saveFilter").click()
-    hits = raw_hits(json.loads(caught.value.text()))
+    hits = raw_hits(json.loads(caught["text"]))
     pill = {"bool": {"filter": [{"match_phrase": {"text": "cells"}}]}}
     expected = reference("knn", TEXT, len(hits), pill)
     assert [h["_id"] for h in hits[:FIRST_ROWS]] == expected[:FIRST_ROWS]
@@ -196,9 +228,9 @@ def test_dev_tools_console_returns_the_search_commands_ranking(page, osd, index,
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
     page.keyboard.insert_text(console_bodies(index)[mode])
-    with page.expect_response(lambda r: "/api/console/proxy" in r.url) as caught:
+    with answer_of(page, lambda r: "/api/console/proxy" in r.url) as caught:
         page.get_by_test_id("sendRequestButton").click()
-    answer = json.loads(caught.value.text())
+    answer = json.loads(caught["text"])
     assert [h["_id"] for h in answer["hits"]["hits"]] == reference(mode, TEXT, 10)
     page.locator("#ConAppOutputTextarea, [data-test-subj='response-editor']").first.wait_for()
 
