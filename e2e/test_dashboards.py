@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from e2e.conftest import http, raw_hits
@@ -73,7 +74,9 @@ def is_search(text: str):
 def answer_of(page, wanted) -> Iterator[dict]:
     """The answer to the first request `wanted` accepts, read as it passes: the request is
     routed through Playwright and its answer handed to the page unchanged, so its body is kept
-    even when Discover rewrites its URL before the body could be read from the browser.
+    even when Discover rewrites its URL before the body could be read from the browser. A
+    request the page gives up before its answer arrives (a newer search replaced it) is
+    passed over: the answer kept is one the page received.
     After the block: {"status": int, "text": str}."""
     caught: dict = {}
 
@@ -81,10 +84,14 @@ def answer_of(page, wanted) -> Iterator[dict]:
         if caught or not wanted(route.request):
             route.fallback()
             return
-        response = route.fetch()
-        body = response.body()
+        try:
+            response = route.fetch()
+            body = response.body()
+            route.fulfill(response=response, body=body)
+        except PlaywrightError:
+            # the page gave this request up (a newer search replaced it): the next one counts
+            return
         caught.update(status=response.status, text=body.decode("utf-8", errors="replace"))
-        route.fulfill(response=response, body=body)
 
     page.route("**/*", handle)
     try:
