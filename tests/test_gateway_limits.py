@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +129,44 @@ def test_an_encode_past_its_timeout_is_refused_and_dropped():
         release.set()
         batcher.close()
     assert seen == ["a"]  # "b" was given up before the worker reached it
+
+
+def thread_nice_values() -> dict[int, int]:
+    """Each thread of this process and its nice value, as the kernel reports it."""
+    values = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        values[int(tid)] = int(stat[stat.rindex(")") + 2 :].split()[16])
+    return values
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_the_encoder_and_the_torch_threads_it_starts_yield_the_cpu():
+    import torch
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, int] = {}
+
+    def encode(texts):
+        seen["worker"] = threading.get_native_id()
+        a = torch.randn(256, 256)
+        for _ in range(3):  # parallel regions: torch's OpenMP threads start from this thread
+            a = torch.tanh(a @ a)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    batcher = MicroBatcher({"query": encode}, nice=7)
+    try:
+        run(batcher.encode(["a"]))
+        niced = [tid for tid, nice in thread_nice_values().items() if nice == min(19, base + 7)]
+    finally:
+        batcher.close()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the loop's
+    assert seen["worker"] in niced
+    # The worker and the helper threads torch ran its parallel regions on.
+    assert len(niced) >= torch.get_num_threads()
 
 
 def request_with(headers: dict[str, str], peer: str):

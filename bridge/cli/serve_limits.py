@@ -66,6 +66,13 @@ FLAGS: tuple[tuple[str, str, Any, str], ...] = (
         click.FloatRange(0.1),
         "Seconds one answer may hold a pooled cluster connection.",
     ),
+    (
+        "--encoder-nice",
+        "encoder_nice",
+        click.IntRange(0, 19),
+        "How far the model's threads sit below the event loop in CPU priority (Linux nice; 0: "
+        "same priority), so pass-through traffic keeps its pace while the model fills the cores.",
+    ),
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -69,6 +70,10 @@ class MicroBatcher:
     has its own bounded queue (`max_queue` texts: Overloaded past it) and queries go first, so a
     flood of passages from the model API never makes a search wait behind it; a job waits at
     most `timeout` seconds, and a job whose caller left is dropped before it is encoded.
+
+    `nice` lowers the worker's CPU priority by that much (Linux: a thread's own nice value, which
+    the threads torch starts from it inherit), so on a machine whose cores the model fills, the
+    event loop and the cluster still get the CPU first and pass-through traffic keeps its pace.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class MicroBatcher:
         max_wait: float = 0.0,
         max_queue: int = 8192,
         timeout: float | None = None,
+        nice: int = 0,
         name: str = "encoder",
     ) -> None:
         if max_batch < 1:
@@ -93,6 +99,7 @@ class MicroBatcher:
         self.max_wait = max_wait
         self.max_queue = max_queue
         self.timeout = timeout
+        self.nice = nice
         self.stats = BatchStats()
         self._cond = threading.Condition()
         self._waiting: dict[str, deque[_Job]] = {kind: deque() for kind in KINDS}
@@ -145,6 +152,7 @@ class MicroBatcher:
     # ---- the worker thread -------------------------------------------------------------------
 
     def _work(self) -> None:
+        lower_priority(self.nice)
         while True:
             jobs = self._collect()
             if jobs is None:
@@ -217,3 +225,16 @@ def _resolve(future: asyncio.Future, value: np.ndarray) -> None:
 def _fail(future: asyncio.Future, exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def lower_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by `increment` (Linux: nice is per thread, and
+    threads it starts later, torch's OpenMP pool among them, inherit it); nothing elsewhere."""
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + increment))
+    except OSError as exc:  # a platform that refuses it: the worker runs at normal priority
+        log.warning("could not lower the encoder's CPU priority: %s", exc)

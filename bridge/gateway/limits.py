@@ -36,6 +36,7 @@ class Limits:
     max_staged: int = 64  # searches with dotbridge features running at once
     read_timeout: float = 60.0  # one read from a caller or from the cluster
     hold_timeout: float = 120.0  # how long one answer may hold a pooled cluster connection
+    encoder_nice: int = 10  # the model's threads yield the CPU to the event loop and the cluster
 
     def inflate_cap(self, compressed: int) -> int:
         return min(self.max_inflated, max(MiB, self.max_ratio * compressed))

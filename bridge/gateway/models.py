@@ -58,6 +58,7 @@ class ServedModel:
         max_wait: float,
         max_queue: int = 8192,
         timeout: float | None = None,
+        nice: int = 0,
         cache: VectorCache | None = None,
     ) -> ServedModel:
         name = model_name(encoder.model_id)
@@ -67,6 +68,7 @@ class ServedModel:
             max_wait=max_wait,
             max_queue=max_queue,
             timeout=timeout,
+            nice=nice,
             name=name,
         )
         served = cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)

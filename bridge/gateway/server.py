@@ -79,6 +79,7 @@ def load_models(
                 max_wait=batch_wait_ms / 1000.0,
                 max_queue=limits.max_queue,
                 timeout=limits.encode_timeout,
+                nice=limits.encoder_nice,
                 cache=VectorCache(cache_size, cache_ttl),
             )
         )
