@@ -2,21 +2,27 @@
 floods for a set time, against the same pass-through searches on a quiet gateway.
 
     python benchmarks/gateway_load.py [--url http://127.0.0.1:9200] [--model DIR] [--docs 200]
-                                      [--seconds 60] [--clients 50] [--port PORT]
+                                      [--seconds 60] [--quiet-seconds 30] [--pace 0.5]
+                                      [--clients 50] [--port PORT]
                                       [--out bench-results/gateway-load.json]
 
-Fills an index with the first SciFact documents, starts `dotbridge serve` in front of the
-cluster (default limits), times pass-through `match` searches from one client on the quiet
-gateway, then runs the mix (2/5 pass-through, 3/10 neural, 3/10 `_embed` of 64 passages each)
-and prints: pass-through p50/p99 quiet and loaded and their ratio (goal: p99 within 3x), the
-share of neural searches that succeeded, the 429s each kind got, and every 5xx (those the
-gateway made itself, typed `dotbridge_gateway_exception`, are counted apart; goal: none).
+Fills an index with the first SciFact documents and starts `dotbridge serve` in front of the
+cluster (default limits). The clients are 2/5 pass-through `match` searches, 3/10 neural, 3/10
+`_embed` of 64 passages each. A pass-through client sends one search every `--pace` seconds
+(real traffic arrives at its own rate, it does not wait for the gateway); neural and `_embed`
+clients send their next request as soon as the last is answered (floods). The quiet run is the
+pass-through clients alone, the loaded run all of them, so the p99 ratio is what the model's
+traffic costs pass-through traffic (goal: within 3x). Also printed: one client's searches alone
+(for reference), the share of neural searches that succeeded, the 429s each kind got, and every
+5xx (those the gateway made itself, typed `dotbridge_gateway_exception`, counted apart; goal:
+none).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -24,7 +30,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,12 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import urllib3  # noqa: E402
-
-from bridge.client import connect  # noqa: E402
-from bridge.config import ConnectionSettings, minilm_model_dir  # noqa: E402
-from bridge.encoder import Encoder  # noqa: E402
-from ingest.pipeline import ingest_corpus  # noqa: E402
-from tests.gateway_fixtures import SCIFACT, read_jsonl, start_gateway, stop, wait_ready  # noqa: E402
 
 HTTP = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(total=120))
 
@@ -65,18 +66,119 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def run_clients(
+    kind: str,
+    count: int,
+    target: tuple[str, list[dict]],
+    start_at: float,
+    seconds: float,
+    pace: float,
+) -> tuple[list[float], Counter, int]:
+    """`count` clients of one kind, each a thread, in a process of their own (one per kind, so a
+    flood's client-side work never delays another kind's timings), from wall time `start_at`
+    for `seconds`. Pass-through clients send one search every `pace` seconds (the offered load is
+    the same in the quiet and the loaded run); the others send their next request as soon as the
+    last one is answered (a flood). Latencies of the 200s, statuses, and the 5xx the gateway
+    made itself."""
+    url, bodies = target
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    own_5xx = 0
+    lock = threading.Lock()
+    time.sleep(max(0.0, start_at - time.time()))
+    stop_at = time.monotonic() + seconds
+
+    def client_loop(n: int) -> None:
+        nonlocal own_5xx
+        i = n * 1000
+        # Pass-through clients start spread over one pace, not all in the same instant.
+        next_at = time.monotonic() + (pace * n / count if kind == "pass-through" else 0)
+        while time.monotonic() < stop_at:
+            if kind == "pass-through":
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += pace
+            status, ms, data = post(url, bodies[i % len(bodies)])
+            i += 1
+            with lock:
+                statuses[status] += 1
+                if status == 200:
+                    latencies.append(ms)
+                if status >= 500 and b"dotbridge_gateway_exception" in data:
+                    own_5xx += 1
+            if status == 429:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, statuses, own_5xx
+
+
+def run_mix(
+    counts: dict[str, int], targets: dict[str, tuple[str, list[dict]]], seconds: float, pace: float
+) -> tuple[dict[str, list[float]], dict[str, Counter], Counter]:
+    """Every kind's clients at once, one process per kind (started fresh, not forked from a
+    process holding torch's threads), all beginning at the same instant."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(counts), mp_context=spawn) as pool:
+        start_at = time.time() + 10.0  # every process imported and waiting by then
+        futures = {
+            kind: pool.submit(run_clients, kind, count, targets[kind], start_at, seconds, pace)
+            for kind, count in counts.items()
+        }
+        answers = {kind: future.result() for kind, future in futures.items()}
+    latencies = {kind: answer[0] for kind, answer in answers.items()}
+    statuses = {kind: answer[1] for kind, answer in answers.items()}
+    own_5xx = Counter({kind: answer[2] for kind, answer in answers.items() if answer[2]})
+    return latencies, statuses, own_5xx
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200"))
     parser.add_argument("--model", help="Model directory (default: packaged all-MiniLM-L6-v2).")
     parser.add_argument("--docs", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--quiet-requests", type=int, default=300)
+    parser.add_argument(
+        "--quiet-requests",
+        type=int,
+        default=300,
+        help="Searches one client sends alone first, for reference (default 300).",
+    )
+    parser.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=30.0,
+        help="Seconds of the pass-through clients alone, the quiet run (default 30).",
+    )
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.5,
+        help="Seconds between one pass-through client's searches, in both runs (default 0.5).",
+    )
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--encoder-nice",
+        type=int,
+        default=None,
+        help="`serve --encoder-nice` for this run (default: serve's own default).",
+    )
     parser.add_argument("--port", type=int, help="The gateway's port (default: a free one).")
     parser.add_argument("--out", type=Path, default=Path("bench-results/gateway-load.json"))
     args = parser.parse_args()
 
+    from bridge.client import connect
+    from bridge.config import ConnectionSettings, minilm_model_dir
+    from bridge.encoder import Encoder
+    from ingest.pipeline import ingest_corpus
+    from tests.gateway_fixtures import SCIFACT, read_jsonl, start_gateway, stop, wait_ready
+
+    mix = ["pass-through"] * 4 + ["neural"] * 3 + ["_embed"] * 3
+    roles = [mix[n % len(mix)] for n in range(args.clients)]
+    counts = {kind: roles.count(kind) for kind in dict.fromkeys(mix)}
     settings = ConnectionSettings.from_env(url=args.url)
     client = connect(settings)
     model_dir = Path(args.model) if args.model else minilm_model_dir()
@@ -93,7 +195,15 @@ def main() -> None:
     )
     log = work / "serve.log"
     proc, gateway = start_gateway(
-        settings, model_dir, log, "--pooling", encoder.pooling, "--device", "cpu", port=args.port
+        settings,
+        model_dir,
+        log,
+        "--pooling",
+        encoder.pooling,
+        "--device",
+        "cpu",
+        *(["--encoder-nice", str(args.encoder_nice)] if args.encoder_nice is not None else []),
+        port=args.port,
     )
     try:
         import pytest
@@ -106,53 +216,35 @@ def main() -> None:
         embed_url = f"{gateway}/_dotbridge/models/{model['name']}/_embed"
         search_url = f"{gateway}/{index}/_search"
 
-        def plain(i: int) -> dict:
-            return {"size": 10, "query": {"match": {"text": queries[i % len(queries)]}}}
-
-        def neural(i: int) -> dict:
-            text = queries[i % len(queries)]
-            return {"size": 10, "query": {"neural": {"vector": {"query_text": text, "k": 10}}}}
-
-        def embed(i: int) -> dict:
-            start = (i * 64) % max(1, len(passages) - 64)
-            return {"input": passages[start : start + 64]}
+        plain = [{"size": 10, "query": {"match": {"text": text}}} for text in queries]
+        neural = [
+            {"size": 10, "query": {"neural": {"vector": {"query_text": text, "k": 10}}}}
+            for text in queries
+        ]
+        embed = [
+            {"input": passages[start : start + 64]}
+            for start in range(0, max(1, len(passages) - 64), 8)
+        ]
+        targets = {
+            "pass-through": (search_url, plain),
+            "neural": (search_url, neural),
+            "_embed": (embed_url, embed),
+        }
 
         for i in range(20):  # warm both paths
-            post(search_url, plain(i))
-            post(search_url, neural(i))
-        quiet = [post(search_url, plain(i))[1] for i in range(args.quiet_requests)]
+            post(search_url, plain[i])
+            post(search_url, neural[i])
+        single = [post(search_url, plain[i % len(plain)])[1] for i in range(args.quiet_requests)]
 
-        kinds = {"pass-through": (search_url, plain), "neural": (search_url, neural)}
-        kinds["_embed"] = (embed_url, embed)
-        mix = ["pass-through"] * 4 + ["neural"] * 3 + ["_embed"] * 3
-        latencies: dict[str, list[float]] = defaultdict(list)
-        statuses: dict[str, Counter] = defaultdict(Counter)
-        own_5xx: Counter = Counter()
-        stop_at = time.monotonic() + args.seconds
-        lock = threading.Lock()
-
-        def client_loop(n: int) -> None:
-            kind = mix[n % len(mix)]
-            url, body = kinds[kind]
-            i = n * 1000
-            while time.monotonic() < stop_at:
-                status, ms, data = post(url, body(i))
-                i += 1
-                with lock:
-                    statuses[kind][status] += 1
-                    if status == 200:
-                        latencies[kind].append(ms)
-                    if status >= 500 and b"dotbridge_gateway_exception" in data:
-                        own_5xx[kind] += 1
-                if status == 429:
-                    time.sleep(0.05)
-
-        print(f"{args.clients} clients for {args.seconds:g} s ...", flush=True)
-        threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        print(
+            f"quiet: {counts['pass-through']} pass-through clients alone, one search each every "
+            f"{args.pace:g} s, for {args.quiet_seconds:g} s ...",
+            flush=True,
+        )
+        quiet_counts = {"pass-through": counts["pass-through"]}
+        quiet = run_mix(quiet_counts, targets, args.quiet_seconds, args.pace)[0]["pass-through"]
+        print(f"loaded: {args.clients} clients for {args.seconds:g} s ...", flush=True)
+        latencies, statuses, own_5xx = run_mix(counts, targets, args.seconds, args.pace)
     finally:
         stop(proc)
         client.indices.delete(index=index, ignore_unavailable=True)
@@ -162,6 +254,11 @@ def main() -> None:
     results = {
         "clients": args.clients,
         "seconds": args.seconds,
+        "pass_through_clients": roles.count("pass-through"),
+        "pace_s": args.pace,
+        "encoder_nice": args.encoder_nice,
+        "pass_through_single_client_p50_ms": statistics.median(single),
+        "pass_through_single_client_p99_ms": p(single, 0.99),
         "pass_through_quiet_p50_ms": statistics.median(quiet),
         "pass_through_quiet_p99_ms": p(quiet, 0.99),
         "pass_through_loaded_p50_ms": statistics.median(loaded) if loaded else None,
@@ -175,6 +272,10 @@ def main() -> None:
         "5xx_from_the_gateway": dict(own_5xx),
         "no_answer": {k: v[0] for k, v in statuses.items()},
     }
+    print(
+        f"one client alone: p50 {results['pass_through_single_client_p50_ms']:.1f} ms, p99 "
+        f"{results['pass_through_single_client_p99_ms']:.1f} ms"
+    )
     print(
         f"pass-through p99: quiet {results['pass_through_quiet_p99_ms']:.1f} ms, loaded "
         f"{results['pass_through_loaded_p99_ms']:.1f} ms, ratio {results['p99_ratio']:.2f}x "
