@@ -55,3 +55,46 @@ def test_status_of_no_cluster_says_how_to_start_one(tmp_path):
     with pytest.raises(NodeError) as caught:
         LocalCluster(nodes=3, port=9200, root=tmp_path).status()
     assert "dotbridge opensearch start --nodes 3 --port 9200" in caught.value.message
+
+
+def test_an_elasticsearch_cluster_has_its_own_folder_and_elasticsearch_discovery(tmp_path):
+    cluster = LocalCluster(nodes=3, port=9201, root=tmp_path, engine="elasticsearch")
+    members = cluster.members([9310, 9311, 9312])
+    assert [m.product for m in members] == ["Elasticsearch"] * 3
+    assert cluster.version == "8.19.21" and cluster.heap == "1g"
+    assert all(m.instance.parent == tmp_path / "clusters" / "elasticsearch-9201" for m in members)
+    assert members[0].home == tmp_path / "elasticsearch-8.19.21"  # the single node's home
+    settings = members[2].cluster_settings
+    assert settings["cluster.initial_master_nodes"] == [
+        "dotbridge-9201",
+        "dotbridge-9202",
+        "dotbridge-9203",
+    ]
+    assert "cluster.initial_cluster_manager_nodes" not in settings
+    # Beside an OpenSearch cluster on the same port, never in its folder.
+    assert cluster.folder != LocalCluster(nodes=3, port=9201, root=tmp_path).folder
+    with pytest.raises(NodeError) as caught:
+        LocalCluster(nodes=3, root=tmp_path, engine="elasticsearch", secure=True)
+    assert "security off" in caught.value.message
+    with pytest.raises(NodeError) as caught:
+        cluster.status()
+    assert "dotbridge elasticsearch start --nodes 3 --port 9201" in caught.value.message
+
+
+def test_an_elasticsearch_node_config_carries_the_cluster_settings(tmp_path):
+    from bridge.nodes.java import JavaRuntime
+
+    cluster = LocalCluster(nodes=2, port=9201, root=tmp_path, engine="elasticsearch")
+    member = cluster.members([9310, 9311])[1]
+    home = member.home
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "jvm.options").write_text("-Xms1g\n-Xmx1g\n")
+    java = JavaRuntime(home=tmp_path, major=17, has_vector_module=False)
+    config = member.configure(java)
+    written = (config / "elasticsearch.yml").read_text()
+    assert "discovery.type" not in written  # single-node discovery is left out
+    assert 'node.name: "dotbridge-9202"' in written
+    assert "transport.port: 9311" in written
+    assert 'discovery.seed_hosts: ["127.0.0.1:9310", "127.0.0.1:9311"]' in written
+    assert "xpack.security.enabled: false" in written
+    assert config.parent == member.instance

@@ -78,14 +78,7 @@ def opensearch() -> None:
     """Run the embedded local OpenSearch node (with the k-NN plugin)."""
 
 
-@opensearch.command()
-@node_options(opensearch_node, nodes.LocalNode)
-@click.option(
-    "--secure",
-    is_flag=True,
-    help="TLS, users and roles (security plugin); prints where the CA and passwords are.",
-)
-@click.option(
+NODES_OPTION = click.option(
     "--nodes",
     "count",
     default=1,
@@ -93,11 +86,22 @@ def opensearch() -> None:
     type=click.IntRange(1, 9),
     help="Nodes: more than one is a local cluster on HTTP ports PORT, PORT+1, ...",
 )
-@click.option(
+TRANSPORT_OPTION = click.option(
     "--transport-port",
     type=click.IntRange(1, 65535),
     help="First of the cluster's transport ports (--nodes > 1). Default: free ports.",
 )
+
+
+@opensearch.command()
+@node_options(opensearch_node, nodes.LocalNode)
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS, users and roles (security plugin); prints where the CA and passwords are.",
+)
+@NODES_OPTION
+@TRANSPORT_OPTION
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
 def start(
     node: nodes.LocalNode, secure: bool, count: int, transport_port: int | None, timeout: float
@@ -107,12 +111,17 @@ def start(
     if count == 1:
         click.echo(node.start_message(node.start(timeout=timeout)))
         return
+    _start_cluster(node, count, transport_port, timeout)
+
+
+def _start_cluster(node: Any, count: int, transport_port: int | None, timeout: float) -> None:
     cluster = _cluster(node, count, transport_port)
     url = cluster.start(timeout=timeout)
     click.echo(cluster.members()[0].start_message(url).replace("is up", f"({count} nodes) is up"))
 
 
-def _cluster(node: nodes.LocalNode, count: int, transport_port: int | None = None) -> Any:
+def _cluster(node: Any, count: int, transport_port: int | None = None) -> Any:
+    """The local cluster of the node's engine whose first HTTP port is the node's."""
     from bridge.nodes.cluster import LocalCluster
 
     return LocalCluster(
@@ -121,8 +130,9 @@ def _cluster(node: nodes.LocalNode, count: int, transport_port: int | None = Non
         heap=node.heap,
         version=node.version,
         root=node.root,
-        secure=node.secure,
+        secure=getattr(node, "secure", False),
         transport_port=transport_port,
+        engine=node.command,
     )
 
 
@@ -161,22 +171,32 @@ def _local_settings(port: int, home: Path | None) -> ConnectionSettings:
 
 @click.group()
 def elasticsearch() -> None:
-    """Run a local Elasticsearch node (single node, loopback, security off)."""
+    """Run a local Elasticsearch node or cluster (loopback, security off)."""
 
 
 @elasticsearch.command("start")
 @node_options(elasticsearch_node, nodes.ElasticsearchNode)
+@NODES_OPTION
+@TRANSPORT_OPTION
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
-def es_start(node: nodes.ElasticsearchNode, timeout: float) -> None:
-    """Download (once), assemble and start a local Elasticsearch node; wait until it is healthy."""
-    click.echo(node.start_message(node.start(timeout=timeout)))
+def es_start(
+    node: nodes.ElasticsearchNode, count: int, transport_port: int | None, timeout: float
+) -> None:
+    """Download (once), assemble and start a local Elasticsearch node (or --nodes N); wait until
+    it is healthy."""
+    if count == 1:
+        click.echo(node.start_message(node.start(timeout=timeout)))
+        return
+    _start_cluster(node, count, transport_port, timeout)
 
 
 @elasticsearch.command("stop")
 @node_options(elasticsearch_node, nodes.ElasticsearchNode, starting=False)
 def es_stop(node: nodes.ElasticsearchNode) -> None:
-    """Stop the local Elasticsearch node."""
-    if node.stop():
+    """Stop the local Elasticsearch node on the port, or every node of the cluster there."""
+    if _cluster(node, 1).stop():
+        click.echo("Elasticsearch cluster stopped.")
+    elif node.stop():
         click.echo("Elasticsearch stopped.")
     else:
         click.echo("No local Elasticsearch node was running.")
@@ -185,5 +205,7 @@ def es_stop(node: nodes.ElasticsearchNode) -> None:
 @elasticsearch.command("status")
 @node_options(elasticsearch_node, nodes.ElasticsearchNode, starting=False)
 def es_status(node: nodes.ElasticsearchNode) -> None:
-    """Print pid, version and health of the local Elasticsearch node."""
-    click.echo(fields(node.status()))
+    """Print pid, version and health of the local Elasticsearch node, or the nodes and health of
+    the local cluster started on the port."""
+    cluster = _cluster(node, 1)
+    click.echo(fields(cluster.status() if cluster.found() else node.status()))

@@ -1,4 +1,5 @@
-"""A local N-node OpenSearch cluster on loopback, from the same home as the single node.
+"""A local N-node cluster on loopback, OpenSearch or Elasticsearch, from the same home as the
+single node.
 
 `dotbridge opensearch start --nodes 3 --port 9200`: nodes on HTTP ports 9200, 9201, 9202, each
 with an instance of its own (config, data, logs) under `clusters/<first port>/`, transport ports
@@ -6,6 +7,9 @@ chosen free once and kept in the cluster's state file (a restarted node finds th
 same addresses), every node cluster-manager-eligible and named in
 `cluster.initial_cluster_manager_nodes`. A secured cluster shares one CA, node certificate and
 set of users (the security plugin checks the nodes' certificates on the transport layer).
+`dotbridge elasticsearch start --nodes 3` builds the same from Elasticsearch's distribution
+(`clusters/elasticsearch-<first port>/`, `cluster.initial_master_nodes`; security off, as the
+single Elasticsearch node).
 """
 
 from __future__ import annotations
@@ -23,31 +27,52 @@ import requests
 
 from bridge.errors import NodeError
 from bridge.home import base_dir
-from bridge.nodes.opensearch import DEFAULT_HEAP, DEFAULT_PORT, DEFAULT_VERSION, LocalNode
-from bridge.nodes.process import port_free
+from bridge.nodes import elasticsearch, opensearch
+from bridge.nodes.elasticsearch import ElasticsearchNode
+from bridge.nodes.opensearch import LocalNode
+from bridge.nodes.process import NodeProcess, port_free
 from bridge.nodes.security import Credentials
 
 MAX_NODES = 9  # a local cluster for drills and tests, not a data centre
 
 
-@dataclass(frozen=True)
-class ClusterMember(LocalNode):
-    """One node of a local cluster: its own instance below the cluster's folder."""
+class _Membership:
+    """What a cluster's node adds to the single node of its engine: its name, its instance below
+    the cluster's folder, and discovery instead of `discovery.type: single-node`."""
 
-    cluster_dir: Path = field(default=Path("."), compare=False)
-    cluster_settings: dict[str, Any] = field(default_factory=dict, compare=False)
+    port: int
+    cluster_dir: Path
+    cluster_settings: dict[str, Any]
+    extra_settings: Any
 
     @property
     def name(self) -> str:
         return f"dotbridge-{self.port}"
 
     @property
-    def instance(self) -> Path:
-        return self.cluster_dir / (f"secure-{self.port}" if self.secure else str(self.port))
-
-    @property
     def log_file(self) -> Path:
         return self.instance / "logs" / f"{self.cluster_settings.get('cluster.name')}.log"
+
+    @property
+    def instance(self) -> Path:
+        return self.cluster_dir / str(self.port)
+
+    def configure(self, java: Any) -> Path:
+        extra = {**self.cluster_settings, **self.extra_settings, "node.name": self.name}
+        node = dataclasses.replace(self, extra_settings=extra)  # type: ignore[type-var]
+        return super(_Membership, node).configure(java)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class ClusterMember(_Membership, LocalNode):
+    """One OpenSearch node of a local cluster: its own instance below the cluster's folder."""
+
+    cluster_dir: Path = field(default=Path("."), compare=False)
+    cluster_settings: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def instance(self) -> Path:
+        return self.cluster_dir / (f"secure-{self.port}" if self.secure else str(self.port))
 
     @property
     def credentials(self) -> Credentials:
@@ -58,35 +83,68 @@ class ClusterMember(LocalNode):
     def private_paths(self) -> tuple[Path, ...]:
         return ()  # the secrets live beside the instances, not in them
 
-    def configure(self, java: Any) -> Path:
-        # A cluster's node: discovery instead of `discovery.type: single-node`.
-        extra = {**self.cluster_settings, **self.extra_settings, "node.name": self.name}
-        node = dataclasses.replace(self, extra_settings=extra)
-        return LocalNode.configure(node, java)
+
+@dataclass(frozen=True)
+class ElasticsearchMember(_Membership, ElasticsearchNode):
+    """One Elasticsearch node of a local cluster."""
+
+    cluster_dir: Path = field(default=Path("."), compare=False)
+    cluster_settings: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+# Per engine: its module (defaults), how its settings and APIs name the elected manager.
+ENGINES: dict[str, dict[str, Any]] = {
+    "opensearch": {
+        "module": opensearch,
+        "initial": "cluster.initial_cluster_manager_nodes",
+        "manager_api": "_cat/cluster_manager",
+        "folder": "",
+    },
+    "elasticsearch": {
+        "module": elasticsearch,
+        "initial": "cluster.initial_master_nodes",
+        "manager_api": "_cat/master",
+        "folder": "elasticsearch-",
+    },
+}
 
 
 @dataclass(frozen=True)
 class LocalCluster:
-    """N local nodes on consecutive HTTP ports from `port`."""
+    """N local nodes of one engine on consecutive HTTP ports from `port` (version and heap:
+    the engine's defaults when not given)."""
 
     nodes: int = 3
-    port: int = DEFAULT_PORT
-    heap: str = DEFAULT_HEAP
-    version: str = DEFAULT_VERSION
+    port: int = opensearch.DEFAULT_PORT
+    heap: str | None = None
+    version: str | None = None
     root: Path | None = None
     secure: bool = False
     maven_url: str | None = None
     transport_port: int | None = None  # None: free ports the OS picks; else N from this one
+    engine: str = "opensearch"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise NodeError(f"No local cluster of {self.engine!r}: choose {', '.join(ENGINES)}.")
         if not 1 <= self.nodes <= MAX_NODES:
             raise NodeError(
                 f"--nodes {self.nodes} is out of range: a local cluster has 1 to {MAX_NODES} nodes."
             )
+        if self.secure and self.engine != "opensearch":
+            raise NodeError("A local Elasticsearch cluster runs with security off: drop --secure.")
+        module = ENGINES[self.engine]["module"]
+        object.__setattr__(self, "heap", self.heap or module.DEFAULT_HEAP)
+        object.__setattr__(self, "version", self.version or module.DEFAULT_VERSION)
+
+    @property
+    def command(self) -> str:
+        return f"dotbridge {self.engine}"
 
     @property
     def folder(self) -> Path:
-        return (self.root if self.root is not None else base_dir()) / "clusters" / str(self.port)
+        base = self.root if self.root is not None else base_dir()
+        return base / "clusters" / f"{ENGINES[self.engine]['folder']}{self.port}"
 
     @property
     def state_file(self) -> Path:
@@ -101,25 +159,31 @@ class LocalCluster:
         """Every node's URL, comma-separated: what --url and OPENSEARCH_URL take."""
         return ",".join(member.url for member in self.members())
 
-    def members(self, transport: list[int] | None = None) -> list[ClusterMember]:
+    def members(self, transport: list[int] | None = None) -> list[Any]:
+        """The nodes (ClusterMember or ElasticsearchMember), at the transport ports given, else
+        those of the state file."""
         transport = transport or self._state().get("transport") or [0] * self.nodes
         names = [f"dotbridge-{p}" for p in self.ports]
         settings = {
             "cluster.name": f"dotbridge-cluster-{self.port}",
             "discovery.type": None,
             "discovery.seed_hosts": [f"127.0.0.1:{t}" for t in transport],
-            "cluster.initial_cluster_manager_nodes": names,
+            ENGINES[self.engine]["initial"]: names,
         }
+        member: type[NodeProcess] = ClusterMember
+        engine_fields: dict[str, Any] = {"secure": self.secure}
+        if self.engine == "elasticsearch":
+            member, engine_fields = ElasticsearchMember, {}
         return [
-            ClusterMember(
+            member(
                 version=self.version,
                 port=port,
                 heap=self.heap,
                 root=self.root,
                 maven_url=self.maven_url,
-                secure=self.secure,
                 cluster_dir=self.folder,
                 cluster_settings={**settings, "transport.port": t},
+                **engine_fields,
             )
             for port, t in zip(self.ports, transport, strict=True)
         ]
@@ -149,7 +213,7 @@ class LocalCluster:
             if running:
                 raise NodeError(
                     f"A local cluster of {other.get('nodes')} nodes runs on port {self.port}: "
-                    f"stop it first with `dotbridge opensearch stop --port {self.port}`."
+                    f"stop it first with `{self.command} stop --port {self.port}`."
                 )
         members = self.members()
         busy = [m.port for m in members if m.running_pid() is None and not port_free(m.port)]
@@ -172,7 +236,7 @@ class LocalCluster:
             first.credentials.generate()
         errors: list[str] = []
 
-        def run(member: ClusterMember) -> None:
+        def run(member: Any) -> None:
             try:
                 member.start(timeout=timeout)
             except NodeError as exc:
@@ -200,7 +264,7 @@ class LocalCluster:
             )
         return ports
 
-    def _members_of(self, state: dict[str, Any]) -> list[ClusterMember]:
+    def _members_of(self, state: dict[str, Any]) -> list[Any]:
         other = dataclasses.replace(
             self, nodes=int(state.get("nodes", 1)), secure=bool(state.get("secure"))
         )
@@ -230,7 +294,7 @@ class LocalCluster:
         if not state:
             raise NodeError(
                 f"No local cluster was started on port {self.port}: start one with "
-                f"`dotbridge opensearch start --nodes 3 --port {self.port}`."
+                f"`{self.command} start --nodes 3 --port {self.port}`."
             )
         members = self._members_of(state)
         manager, health = None, "red (no node answers)"
@@ -244,7 +308,7 @@ class LocalCluster:
                     url = f"{member.url}/_cluster/health"
                     answer = session.get(url, timeout=5, **options).json()
                     health = f"{answer['status']} ({answer['number_of_nodes']} nodes)"
-                    url = f"{member.url}/_cat/cluster_manager?format=json"
+                    url = f"{member.url}/{ENGINES[self.engine]['manager_api']}?format=json"
                     manager = session.get(url, timeout=5, **options).json()[0]["node"]
                 break
             except (requests.RequestException, ValueError, KeyError, IndexError):

@@ -10,7 +10,8 @@ the x-pack modules are under the Elastic License 2.0 alone.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -68,6 +69,8 @@ class ElasticsearchNode(NodeProcess):
     heap: str = DEFAULT_HEAP
     root: Path | None = None
     maven_url: str | None = None
+    # More elasticsearch.yml settings (a cluster's discovery); they win over ours, None drops one.
+    extra_settings: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def home(self) -> Path:
@@ -105,7 +108,9 @@ class ElasticsearchNode(NodeProcess):
             **single_node_settings(home, port=self.port, node_name="dotbridge-elasticsearch"),
             # A local test node on loopback: no TLS, no users (the zip has no ML module at all).
             "xpack.security.enabled": False,
+            **self.extra_settings,
         }
+        settings = {k: v for k, v in settings.items() if v is not None}  # None: leave it out
         return write_config(
             self.home,
             home,
