@@ -6,7 +6,7 @@ java        finding a Java runtime; the JVM options that depend on it
 instance    an instance directory (config, data, logs) per node and port
 process     a node as a background process: state file, start, health wait, stop
 opensearch  the embedded OpenSearch node with k-NN (LocalNode)
-cluster     a local N-node OpenSearch cluster from the same home (LocalCluster)
+cluster     a local N-node cluster of either engine from the same home (LocalCluster)
 """
 
 from __future__ import annotations
