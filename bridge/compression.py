@@ -54,25 +54,44 @@ class Footprint:
 
 
 def footprint(client: Client, index: str) -> Footprint:
-    """Force-merge to one segment, then read the segment file sizes the engine reports."""
+    """Force-merge to one segment, then read the vector files' sizes the engine reports."""
     client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=3600)
     client.indices.refresh(index=index)
-    stats = backend_of(client).request(
+    backend = backend_of(client)
+    stats = backend.request(
         client,
         "GET",
         f"/{index}/_stats/segments,store",
         params={"include_segment_file_sizes": "true"},
     )
     primaries = stats["indices"][index]["primaries"]
+    n = int(client.count(index=index)["count"])
+    store = int(primaries["store"]["size_in_bytes"]) / max(n, 1)
+    if backend.product == "Elasticsearch":
+        return _footprint_from_disk_usage(client, index, n, store)
     segments = primaries["segments"]
     files = {ext: int(v["size_in_bytes"]) for ext, v in segments.get("file_sizes", {}).items()}
     files = {("." + k.lstrip(".")): v for k, v in files.items()}
-    n = int(client.count(index=index)["count"])
     walked = sum(files.get(e, 0) for e in QUANTISED) or sum(files.get(e, 0) for e in FLOAT)
     memory = walked + sum(files.get(e, 0) for e in GRAPH)
     disk = sum(files.get(e, 0) for e in VECTOR_FILES)
-    store = int(primaries["store"]["size_in_bytes"]) / max(n, 1)
     return Footprint(n, memory / max(n, 1), disk / max(n, 1), files, store)
+
+
+def _footprint_from_disk_usage(client: Client, index: str, n: int, store: float) -> Footprint:
+    """Elasticsearch keeps segments under 1 GB in compound files, so `_stats` shows no vector
+    files apart: `_disk_usage` gives the vector files' total per field, and the search's memory
+    is that total less the float32 copy it does not walk (n x dims x 4 bytes) on a quantised
+    field, the total itself on a float one."""
+    usage = backend_of(client).request(
+        client, "POST", f"/{index}/_disk_usage", params={"run_expensive_tasks": "true"}
+    )
+    fields = usage[index]["fields"]
+    disk = sum(int(f.get("knn_vectors_in_bytes", 0)) for f in fields.values())
+    spec = read_spec(client, index)
+    floats = n * spec.dimension * 4 if spec is not None and spec.compression != "none" else 0
+    files = {"knn_vectors": disk, "float32 vectors (n x dims x 4)": floats}
+    return Footprint(n, (disk - floats) / max(n, 1), disk / max(n, 1), files, store)
 
 
 def documents(client: Client, index: str, batch: int = 500) -> Iterator[dict]:

@@ -308,3 +308,28 @@ def test_gateway_neural_and_hybrid_are_exact_on_a_compressed_index(
         exact_top = sorted(found, key=lambda d: want[d], reverse=True)[:10]
         for h, expected in zip(hits, exact_top, strict=True):
             assert abs(want[h["_id"]] - want[expected]) < 1e-6
+
+
+def test_footprint_reports_what_each_level_keeps_per_vector(engine, client, indexes, corpus):
+    """The memory and disk per vector that eval-all --compression reports, from the engine's own
+    figures, against the float32 vectors' plain size (n x dims x 4 bytes, per vector)."""
+    from bridge.compression import footprint
+
+    _, matrix = corpus
+    floats = matrix.shape[1] * 4  # bytes of one float32 vector
+    sizes = {level: footprint(client, index) for level, index in indexes.items()}
+    assert all(size.vectors == N_DOCS for size in sizes.values())
+    plain = sizes["none"]
+    # float32: the vectors the graph walks plus the graph itself, all of it on disk too.
+    assert floats < plain.memory_per_vector < 1.5 * floats
+    assert plain.disk_per_vector >= plain.memory_per_vector
+    for level, size in sizes.items():
+        if level == "none":
+            continue
+        # A compressed level walks a quantised copy (at most 1 byte a dimension) and the graph,
+        # and keeps the float32 vectors on disk for exact scores.
+        assert size.memory_per_vector < 0.5 * plain.memory_per_vector, level
+        assert size.disk_per_vector > floats + size.memory_per_vector * 0.9, level
+    if "32x" in sizes:
+        assert sizes["32x"].memory_per_vector < sizes["8x"].memory_per_vector
+        assert sizes["8x"].memory_per_vector < sizes["4x"].memory_per_vector
