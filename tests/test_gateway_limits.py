@@ -131,6 +131,69 @@ def test_an_encode_past_its_timeout_is_refused_and_dropped():
     assert seen == ["a"]  # "b" was given up before the worker reached it
 
 
+def test_a_query_waits_for_one_chunk_of_a_passage_flood_not_all_of_it():
+    calls: list[str] = []
+    first_chunk, release = threading.Event(), threading.Event()
+
+    def passages(texts):
+        calls.append(f"passages {texts[0]}..{texts[-1]}")
+        first_chunk.set()
+        release.wait(10)
+        return np.asarray([[float(t[1:]), 1.0] for t in texts], dtype=np.float32)
+
+    def queries(texts):
+        calls.append(f"query {texts[0]}")
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    batcher = MicroBatcher({"query": queries, "passage": passages}, max_batch=64, chunk=4)
+    flood_texts = [f"p{i}" for i in range(12)]
+
+    async def scenario():
+        flood = asyncio.ensure_future(batcher.encode(flood_texts, "passage"))
+        await asyncio.to_thread(first_chunk.wait, 10)  # the worker is inside the first chunk
+        query = asyncio.ensure_future(batcher.encode(["q"], "query"))
+        while batcher.queued["query"] == 0:
+            await asyncio.sleep(0.01)
+        release.set()
+        return await flood, await query
+
+    try:
+        rows, _ = run(scenario())
+    finally:
+        release.set()
+        batcher.close()
+    # The query ran right after the chunk in progress, before the rest of the flood.
+    assert calls == ["passages p0..p3", "query q", "passages p4..p7", "passages p8..p11"]
+    assert rows[:, 0].tolist() == list(range(12))  # the chunks' rows, in the request's order
+
+
+def test_a_passage_flood_whose_caller_left_stops_after_the_chunk_in_progress():
+    calls: list[int] = []
+    busy, release = threading.Event(), threading.Event()
+
+    def passages(texts):
+        calls.append(len(texts))
+        busy.set()
+        release.wait(10)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    batcher = MicroBatcher({"query": passages, "passage": passages}, chunk=4, timeout=0.2)
+
+    async def scenario():
+        with pytest.raises(Overloaded):  # its caller gets the timeout and leaves
+            await batcher.encode([f"p{i}" for i in range(40)], "passage")
+        assert busy.is_set()
+        release.set()
+        return await batcher.encode(["q"], "query")  # the worker is free again
+
+    try:
+        run(scenario())
+    finally:
+        release.set()
+        batcher.close()
+    assert calls == [4, 1]  # one chunk of the 40 passages, then the query: 36 never encoded
+
+
 def thread_nice_values() -> dict[int, int]:
     """Each thread of this process and its nice value, as the kernel reports it."""
     values = {}

@@ -47,6 +47,14 @@ from bridge.gateway.limits import Limits
     help="How long a batch waits for more requests (0: takes what queued meanwhile).",
 )
 @click.option(
+    "--passage-chunk",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Passages of a model-API call encoded per forward pass; searches waiting meanwhile "
+    "go between chunks (raise it on a GPU).",
+)
+@click.option(
     "--meta-ttl",
     default=5.0,
     show_default=True,
@@ -108,6 +116,7 @@ def serve(
     encoder: ModelSettings,
     max_batch: int,
     batch_wait_ms: float,
+    passage_chunk: int,
     meta_ttl: float,
     query_cache_size: int,
     query_cache_ttl: float,
@@ -142,6 +151,7 @@ def serve(
             meta_ttl=meta_ttl,
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
+            passage_chunk=passage_chunk,
             access_log=access_log,
             limits=limits,
             certfile=certfile,

@@ -4,7 +4,9 @@ The event loop never runs the model. Each request puts its texts on a queue and 
 future; one worker thread per model takes everything that queued up while the previous batch
 ran (up to `max_batch` texts, after waiting `max_wait` seconds for more when asked), encodes it
 in one call, and hands each request its rows. Pass-through traffic keeps flowing meanwhile:
-torch releases the GIL while it computes.
+torch releases the GIL while it computes. Passages (the model API's floods) are encoded a
+chunk at a time, and queries that arrived meanwhile run between chunks, so a search waits for
+at most one chunk of someone else's passages.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class MicroBatcher:
     has its own bounded queue (`max_queue` texts: Overloaded past it) and queries go first, so a
     flood of passages from the model API never makes a search wait behind it; a job waits at
     most `timeout` seconds, and a job whose caller left is dropped before it is encoded.
+    Texts of the later kinds are encoded `chunk` at a time; between chunks the queries that
+    queued meanwhile run first, and once every caller of a batch has left (timed out or hung
+    up) its remaining chunks are skipped.
 
     `nice` lowers the worker's CPU priority by that much (Linux: a thread's own nice value, which
     the threads torch starts from it inherit), so on a machine whose cores the model fills, the
@@ -85,10 +90,13 @@ class MicroBatcher:
         max_queue: int = 8192,
         timeout: float | None = None,
         nice: int = 0,
+        chunk: int = 8,
         name: str = "encoder",
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
         if max_wait < 0:
             raise ValueError(f"max_wait must be 0 or more seconds, got {max_wait}")
         unknown = set(encoders) - set(KINDS)
@@ -100,6 +108,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.timeout = timeout
         self.nice = nice
+        self.chunk = chunk
         self.stats = BatchStats()
         self._cond = threading.Condition()
         self._waiting: dict[str, deque[_Job]] = {kind: deque() for kind in KINDS}
@@ -178,15 +187,20 @@ class MicroBatcher:
                         break
                     self._cond.wait(left)
             jobs: list[_Job] = []
-            count = 0
             for kind in KINDS:
-                waiting = self._waiting[kind]
-                while waiting and (not jobs or count + len(waiting[0].texts) <= self.max_batch):
-                    job = waiting.popleft()
-                    self._queued[kind] -= len(job.texts)
-                    jobs.append(job)
-                    count += len(job.texts)
+                self._take(kind, jobs)
             return jobs
+
+    def _take(self, kind: str, jobs: list[_Job]) -> None:
+        """Move queued jobs of `kind` onto `jobs` while the batch stays within max_batch texts
+        (one job at least); the caller holds the lock."""
+        count = sum(len(job.texts) for job in jobs)
+        waiting = self._waiting[kind]
+        while waiting and (not jobs or count + len(waiting[0].texts) <= self.max_batch):
+            job = waiting.popleft()
+            self._queued[kind] -= len(job.texts)
+            jobs.append(job)
+            count += len(job.texts)
 
     def _pending(self) -> int:
         return sum(self._queued.values())
@@ -195,7 +209,12 @@ class MicroBatcher:
         # One forward pass for the distinct texts of every job: a text asked twice is encoded once.
         distinct = list(dict.fromkeys(text for job in jobs for text in job.texts))
         try:
-            vectors = self.encoders[kind](distinct)
+            if kind == KINDS[0] or len(distinct) <= self.chunk:
+                vectors = self.encoders[kind](distinct)
+            else:
+                vectors = self._in_chunks(jobs, distinct, kind)
+                if vectors is None:
+                    return
         except Exception as exc:  # handed to the waiting requests, which report it
             log.warning("encoding a batch of %d texts failed: %s", len(distinct), exc)
             for job in jobs:
@@ -206,6 +225,30 @@ class MicroBatcher:
         for job in jobs:
             result = vectors[[row[text] for text in job.texts]]
             _hand(job, _resolve, result)
+
+    def _in_chunks(self, jobs: list[_Job], texts: list[str], kind: str) -> np.ndarray | None:
+        """The texts' vectors, `chunk` at a time, the first kind's waiting jobs run before each
+        chunk; None once every job's caller has left (nothing more is encoded for them)."""
+        parts = []
+        for start in range(0, len(texts), self.chunk):
+            if all(job.future.done() for job in jobs):
+                log.debug(
+                    "every caller of a %s batch left; %d texts skipped", kind, len(texts) - start
+                )
+                return None
+            if start:
+                self._first_kind_now()
+            parts.append(self.encoders[kind](texts[start : start + self.chunk]))
+        return np.concatenate(parts)
+
+    def _first_kind_now(self) -> None:
+        """Run the queries that queued while a chunk of passages was encoded."""
+        jobs: list[_Job] = []
+        with self._cond:
+            self._take(KINDS[0], jobs)
+        mine = [job for job in jobs if not job.future.done()]
+        if mine:
+            self._run(mine, KINDS[0])
 
 
 def _hand(job: _Job, callback, value) -> None:

@@ -59,6 +59,7 @@ class ServedModel:
         max_queue: int = 8192,
         timeout: float | None = None,
         nice: int = 0,
+        chunk: int = 8,
         cache: VectorCache | None = None,
     ) -> ServedModel:
         name = model_name(encoder.model_id)
@@ -69,6 +70,7 @@ class ServedModel:
             max_queue=max_queue,
             timeout=timeout,
             nice=nice,
+            chunk=chunk,
             name=name,
         )
         served = cls(name=name, encoder=encoder, spec=IndexSpec.of(encoder), batcher=batcher)

@@ -31,6 +31,7 @@ class GatewayOptions:
     meta_ttl: float = 5.0
     max_batch: int = 64
     batch_wait_ms: float = 0.0
+    passage_chunk: int = 8  # model-API passages per forward pass; queries go between chunks
     access_log: bool = False
     limits: Limits = Limits()
     certfile: str | None = None  # TLS on the gateway's own port, with keyfile
@@ -58,6 +59,7 @@ def load_models(
     *,
     max_batch: int,
     batch_wait_ms: float,
+    passage_chunk: int = 8,
     limits: Limits | None = None,
     cache_size: int = 0,
     cache_ttl: float = 0.0,
@@ -80,6 +82,7 @@ def load_models(
                 max_queue=limits.max_queue,
                 timeout=limits.encode_timeout,
                 nice=limits.encoder_nice,
+                chunk=passage_chunk,
                 cache=VectorCache(cache_size, cache_ttl),
             )
         )
@@ -113,6 +116,7 @@ def serve(
         model_options,
         max_batch=options.max_batch,
         batch_wait_ms=options.batch_wait_ms,
+        passage_chunk=options.passage_chunk,
         limits=options.limits,
         cache_size=options.query_cache_size,
         cache_ttl=options.query_cache_ttl,
