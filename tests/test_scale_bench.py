@@ -73,6 +73,38 @@ def test_the_streamed_exact_top10_is_numpys_top10(monkeypatch) -> None:
     assert truth == [{f"s{i}" for i in row[:10]} for row in plain]
 
 
+def test_misses_measure_how_far_below_the_exact_tenth_a_wrong_hit_scores(monkeypatch) -> None:
+    scale = _scale()
+    from bridge.search.searchers import Hit
+
+    monkeypatch.setattr(scale, "BLOCK", 11)
+    docs, base = _base(5)
+    size = 60  # 11 copies of each of the 5 passages
+    matrix = np.concatenate([v for _, v in scale.blocks(docs, base, size)])
+    queries = base[:2] + 0.01  # each close to one passage, so its copies fill the top ten
+    truth = scale.Truth(docs, base, size, queries)
+    exact = queries.astype(np.float64) @ matrix.T.astype(np.float64)
+    order = np.argsort(-exact, axis=1)
+    np.testing.assert_allclose(truth.tenth, exact[[0, 1], order[:, 9]])
+    assert truth.sources == [len({int(i) % 5 for i in row[:10]}) for row in order]
+
+    def hit(q: int, rank: int) -> Hit:
+        i = int(order[q, rank])
+        return Hit(f"s{i}", float(exact[q, i]), {}, similarity=float(exact[q, i]))
+
+    tenth = float(truth.tenth[1])
+    found = [hit(0, r) for r in range(10)]  # the exact ten
+    near = Hit("s900", tenth - scale.NEAR / 2, {}, similarity=tenth - scale.NEAR / 2)
+    far = Hit("s901", tenth - 0.5, {}, similarity=tenth - 0.5)
+    wrong = [hit(1, r) for r in range(8)] + [near, far]  # two of the exact ten missed
+    got = scale.misses([found, wrong], truth)
+    assert got["missed"] == 2
+    assert got["miss_gap_p50"] == pytest.approx((scale.NEAR / 2 + 0.5) / 2)
+    assert got["miss_gap_max"] == pytest.approx(0.5)
+    assert got["recall10_near"] == pytest.approx((1.0 + 0.9) / 2)  # the near miss counts
+    assert scale.recall([found, wrong], truth.sets) == pytest.approx((1.0 + 0.8) / 2)
+
+
 @pytest.mark.integration
 def test_a_small_run_end_to_end(
     opensearch_settings: ConnectionSettings, minilm_dir: Path, tmp_path: Path
