@@ -372,3 +372,23 @@ def test_print_connectors_needs_no_cluster_and_no_model_load():
     assert "http://10.0.0.5:9201/_dotbridge/models/tiny/_embed" in result.output
     assert "http://10.0.0.5:9201/_dotbridge/rerank/scifact" in result.output
     assert "dotbridge aliases scifact" in result.output
+
+
+def test_the_gateways_json_writes_the_same_numbers_as_the_standard_library():
+    from bridge.gateway import jsoncodec
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((64, 384)) * 10.0 ** rng.integers(-6, 3, (64, 1))
+    vectors = vectors.astype(np.float32)
+    answer = vectors.tolist()  # what the model API answers
+    written = jsoncodec.dumps(answer)
+    assert json.loads(written) == json.loads(json.dumps(answer))  # every double the same
+    np.testing.assert_array_equal(np.asarray(json.loads(written), dtype=np.float32), vectors)
+    # What orjson refuses is written by the standard library, exactly: an integer past 64
+    # bits, and numpy values as the doubles they are (not a shorter float32 text).
+    odd = {"n": 2**70, "score": np.float32(0.1), "row": vectors[0]}
+    assert json.loads(jsoncodec.dumps(odd)) == {
+        "n": 2**70,
+        "score": float(np.float32(0.1)),
+        "row": vectors[0].tolist(),
+    }

@@ -9,7 +9,6 @@ boundary where failures become answers: OpenSearch's error JSON, never a traceba
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from bridge.gateway import executor, limits, mlapi
+from bridge.gateway import executor, jsoncodec, limits, mlapi
 from bridge.gateway.discover import split_alias
 from bridge.gateway.errors import (
     BadRequest,
@@ -152,7 +151,7 @@ class Gateway:
             return await self.upstream.forward(request, raw)
         if isinstance(result, Forward):
             path_qs = request.rel_url.with_query(result.query(request.query)).raw_path_qs
-            data = json.dumps(result.body).encode()
+            data = jsoncodec.dumps(result.body)
             return await self.upstream.forward(request, data, raw_path_qs=path_qs, rewritten=True)
         return json_response(result, params=request.query, headers=self.answer_headers)
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from bridge.gateway import jsoncodec
+
 JSON_TYPE = "application/json; charset=UTF-8"
 YAML_TYPE = "application/yaml"
 _MISSING = object()
@@ -99,4 +101,4 @@ def render(body: Any, params: Mapping[str, str] | None) -> tuple[bytes, str]:
         return yaml.safe_dump(body, sort_keys=False, explicit_start=True).encode(), YAML_TYPE
     if truthy(params, "pretty"):
         return json.dumps(body, indent=2).encode() + b"\n", JSON_TYPE
-    return json.dumps(body, separators=(",", ":")).encode(), JSON_TYPE
+    return jsoncodec.dumps(body), JSON_TYPE

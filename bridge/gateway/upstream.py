@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from bridge.config import ConnectionSettings
+from bridge.gateway import jsoncodec
 from bridge.gateway.errors import UpstreamError, UpstreamUnavailable
 from bridge.gateway.hosts import HostRing
 from bridge.gateway.relay import HOP_BY_HOP, relay, timed_body
@@ -208,10 +209,10 @@ class Upstream:
         data: bytes | None = None
         if body is not None:
             if ndjson:
-                data = b"".join(json.dumps(line).encode() + b"\n" for line in body)
+                data = b"".join(jsoncodec.dumps(line) + b"\n" for line in body)
                 headers["Content-Type"] = "application/x-ndjson"
             else:
-                data = json.dumps(body).encode()
+                data = jsoncodec.dumps(body)
                 headers["Content-Type"] = "application/json"
         session = self.session
 
