@@ -3,7 +3,8 @@ floods for a set time, against the same pass-through searches on a quiet gateway
 
     python benchmarks/gateway_load.py [--url http://127.0.0.1:9200] [--model DIR] [--docs 200]
                                       [--seconds 60] [--quiet-seconds 30] [--pace 0.5]
-                                      [--clients 50] [--port PORT]
+                                      [--clients 50] [--direct N] [--neural-pace S]
+                                      [--port PORT]
                                       [--out bench-results/gateway-load.json]
 
 Fills an index with the first SciFact documents and starts `dotbridge serve` in front of the
@@ -15,7 +16,11 @@ pass-through clients alone, the loaded run all of them, so the p99 ratio is what
 traffic costs pass-through traffic (goal: within 3x). Also printed: one client's searches alone
 (for reference), the share of neural searches that succeeded, the 429s each kind got, and every
 5xx (those the gateway made itself, typed `dotbridge_gateway_exception`, counted apart; goal:
-none).
+none). `--direct N` adds N clients that send the same searches at the same pace straight to the
+cluster, in both runs: their ratio, measured beside the gateway's in the same runs, is what the
+load costs the cluster itself, so the difference is the gateway's own share. `--neural-pace S`
+makes the neural clients people searching, one search each every S seconds, instead of a
+flood; the `_embed` clients stay a flood.
 """
 
 from __future__ import annotations
@@ -76,10 +81,10 @@ def run_clients(
 ) -> tuple[list[float], Counter, int]:
     """`count` clients of one kind, each a thread, in a process of their own (one per kind, so a
     flood's client-side work never delays another kind's timings), from wall time `start_at`
-    for `seconds`. Pass-through clients send one search every `pace` seconds (the offered load is
-    the same in the quiet and the loaded run); the others send their next request as soon as the
-    last one is answered (a flood). Latencies of the 200s, statuses, and the 5xx the gateway
-    made itself."""
+    for `seconds`. With a `pace`, each client sends one request every `pace` seconds (the
+    offered load is the same in the quiet and the loaded run); with 0 it sends its next request
+    as soon as the last one is answered (a flood). Latencies of the 200s, statuses, and the 5xx
+    the gateway made itself."""
     url, bodies = target
     latencies: list[float] = []
     statuses: Counter = Counter()
@@ -91,10 +96,10 @@ def run_clients(
     def client_loop(n: int) -> None:
         nonlocal own_5xx
         i = n * 1000
-        # Pass-through clients start spread over one pace, not all in the same instant.
-        next_at = time.monotonic() + (pace * n / count if kind == "pass-through" else 0)
+        # Paced clients start spread over one pace, not all in the same instant.
+        next_at = time.monotonic() + pace * n / count
         while time.monotonic() < stop_at:
-            if kind == "pass-through":
+            if pace:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += pace
             status, ms, data = post(url, bodies[i % len(bodies)])
@@ -117,7 +122,10 @@ def run_clients(
 
 
 def run_mix(
-    counts: dict[str, int], targets: dict[str, tuple[str, list[dict]]], seconds: float, pace: float
+    counts: dict[str, int],
+    targets: dict[str, tuple[str, list[dict]]],
+    seconds: float,
+    paces: dict[str, float],
 ) -> tuple[dict[str, list[float]], dict[str, Counter], Counter]:
     """Every kind's clients at once, one process per kind (started fresh, not forked from a
     process holding torch's threads), all beginning at the same instant."""
@@ -125,7 +133,9 @@ def run_mix(
     with ProcessPoolExecutor(max_workers=len(counts), mp_context=spawn) as pool:
         start_at = time.time() + 10.0  # every process imported and waiting by then
         futures = {
-            kind: pool.submit(run_clients, kind, count, targets[kind], start_at, seconds, pace)
+            kind: pool.submit(
+                run_clients, kind, count, targets[kind], start_at, seconds, paces.get(kind, 0.0)
+            )
             for kind, count in counts.items()
         }
         answers = {kind: future.result() for kind, future in futures.items()}
@@ -161,10 +171,28 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument(
+        "--neural-pace",
+        type=float,
+        default=0.0,
+        help="Seconds between one neural client's searches (default 0: a flood).",
+    )
+    parser.add_argument(
+        "--direct",
+        type=int,
+        default=0,
+        help="Pass-through clients straight to the cluster, beside the others (default 0).",
+    )
+    parser.add_argument(
         "--encoder-nice",
         type=int,
         default=None,
         help="`serve --encoder-nice` for this run (default: serve's own default).",
+    )
+    parser.add_argument(
+        "--passage-chunk",
+        type=int,
+        default=None,
+        help="`serve --passage-chunk` for this run (default: serve's own default).",
     )
     parser.add_argument("--port", type=int, help="The gateway's port (default: a free one).")
     parser.add_argument("--out", type=Path, default=Path("bench-results/gateway-load.json"))
@@ -179,6 +207,8 @@ def main() -> None:
     mix = ["pass-through"] * 4 + ["neural"] * 3 + ["_embed"] * 3
     roles = [mix[n % len(mix)] for n in range(args.clients)]
     counts = {kind: roles.count(kind) for kind in dict.fromkeys(mix)}
+    if args.direct:
+        counts["direct"] = args.direct
     settings = ConnectionSettings.from_env(url=args.url)
     client = connect(settings)
     model_dir = Path(args.model) if args.model else minilm_model_dir()
@@ -203,6 +233,7 @@ def main() -> None:
         "--device",
         "cpu",
         *(["--encoder-nice", str(args.encoder_nice)] if args.encoder_nice is not None else []),
+        *(["--passage-chunk", str(args.passage_chunk)] if args.passage_chunk else []),
         port=args.port,
     )
     try:
@@ -225,7 +256,9 @@ def main() -> None:
             {"input": passages[start : start + 64]}
             for start in range(0, max(1, len(passages) - 64), 8)
         ]
+        direct_url = f"{settings.url.split(',')[0].rstrip('/')}/{index}/_search"
         targets = {
+            "direct": (direct_url, plain),
             "pass-through": (search_url, plain),
             "neural": (search_url, neural),
             "_embed": (embed_url, embed),
@@ -241,10 +274,12 @@ def main() -> None:
             f"{args.pace:g} s, for {args.quiet_seconds:g} s ...",
             flush=True,
         )
-        quiet_counts = {"pass-through": counts["pass-through"]}
-        quiet = run_mix(quiet_counts, targets, args.quiet_seconds, args.pace)[0]["pass-through"]
+        paces = {"pass-through": args.pace, "direct": args.pace, "neural": args.neural_pace}
+        quiet_counts = {kind: counts[kind] for kind in ("pass-through", "direct") if kind in counts}
+        quiet_all = run_mix(quiet_counts, targets, args.quiet_seconds, paces)[0]
+        quiet = quiet_all["pass-through"]
         print(f"loaded: {args.clients} clients for {args.seconds:g} s ...", flush=True)
-        latencies, statuses, own_5xx = run_mix(counts, targets, args.seconds, args.pace)
+        latencies, statuses, own_5xx = run_mix(counts, targets, args.seconds, paces)
     finally:
         stop(proc)
         client.indices.delete(index=index, ignore_unavailable=True)
@@ -256,7 +291,9 @@ def main() -> None:
         "seconds": args.seconds,
         "pass_through_clients": roles.count("pass-through"),
         "pace_s": args.pace,
+        "neural_pace_s": args.neural_pace,
         "encoder_nice": args.encoder_nice,
+        "passage_chunk": args.passage_chunk,
         "pass_through_single_client_p50_ms": statistics.median(single),
         "pass_through_single_client_p99_ms": p(single, 0.99),
         "pass_through_quiet_p50_ms": statistics.median(quiet),
@@ -266,12 +303,19 @@ def main() -> None:
         "p99_ratio": p(loaded, 0.99) / p(quiet, 0.99),
         "neural_success": statuses["neural"][200] / neural_all if neural_all else None,
         "neural_p50_ms": statistics.median(latencies["neural"]) if latencies["neural"] else None,
+        "neural_p99_ms": p(latencies["neural"], 0.99),
         "statuses": {k: dict(v) for k, v in statuses.items()},
         "429": {k: v[429] for k, v in statuses.items()},
         "5xx": {k: sum(c for s, c in v.items() if s >= 500) for k, v in statuses.items()},
         "5xx_from_the_gateway": dict(own_5xx),
         "no_answer": {k: v[0] for k, v in statuses.items()},
     }
+    if args.direct:
+        direct_quiet, direct_loaded = quiet_all["direct"], latencies["direct"]
+        results["direct_clients"] = args.direct
+        results["direct_quiet_p99_ms"] = p(direct_quiet, 0.99)
+        results["direct_loaded_p99_ms"] = p(direct_loaded, 0.99)
+        results["direct_p99_ratio"] = p(direct_loaded, 0.99) / p(direct_quiet, 0.99)
     print(
         f"one client alone: p50 {results['pass_through_single_client_p50_ms']:.1f} ms, p99 "
         f"{results['pass_through_single_client_p99_ms']:.1f} ms"
@@ -282,9 +326,16 @@ def main() -> None:
         f"(p50 {results['pass_through_quiet_p50_ms']:.1f} -> "
         f"{results['pass_through_loaded_p50_ms'] or float('nan'):.1f} ms)"
     )
+    if args.direct:
+        print(
+            f"the same searches straight to the cluster ({args.direct} clients), p99: quiet "
+            f"{results['direct_quiet_p99_ms']:.1f} ms, loaded "
+            f"{results['direct_loaded_p99_ms']:.1f} ms, ratio {results['direct_p99_ratio']:.2f}x"
+        )
     print(
         f"neural: {statuses['neural'][200]}/{neural_all} succeeded "
-        f"({(results['neural_success'] or 0) * 100:.1f}%), p50 {results['neural_p50_ms']} ms"
+        f"({(results['neural_success'] or 0) * 100:.1f}%), p50 "
+        f"{results['neural_p50_ms'] or float('nan'):.1f} ms, p99 {results['neural_p99_ms']:.1f} ms"
     )
     print(
         f"429s: {results['429']}; 5xx: {results['5xx']}; "

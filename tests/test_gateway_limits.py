@@ -286,3 +286,12 @@ def test_filter_path_keeps_and_drops_what_opensearch_would():
     data, kind = render(body, {"pretty": ""})
     assert kind == "application/json; charset=UTF-8" and json.loads(data) == body
     assert b"\n  " in data
+
+
+def test_the_passage_chunk_follows_the_models_device():
+    import torch
+
+    from bridge.gateway.batcher import passage_chunk_for
+
+    assert passage_chunk_for(torch.device("cpu")) == passage_chunk_for("cpu") == 2
+    assert passage_chunk_for(torch.device("cuda", 1)) == passage_chunk_for("cuda:0") == 32

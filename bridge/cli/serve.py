@@ -48,11 +48,9 @@ from bridge.gateway.limits import Limits
 )
 @click.option(
     "--passage-chunk",
-    default=8,
-    show_default=True,
     type=click.IntRange(1),
     help="Passages of a model-API call encoded per forward pass; searches waiting meanwhile "
-    "go between chunks (raise it on a GPU).",
+    "go between chunks.  [default: 2 on the CPU, 32 on a GPU]",
 )
 @click.option(
     "--meta-ttl",
@@ -116,7 +114,7 @@ def serve(
     encoder: ModelSettings,
     max_batch: int,
     batch_wait_ms: float,
-    passage_chunk: int,
+    passage_chunk: int | None,
     meta_ttl: float,
     query_cache_size: int,
     query_cache_ttl: float,

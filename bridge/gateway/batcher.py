@@ -27,6 +27,15 @@ from bridge.gateway.errors import Overloaded
 log = logging.getLogger(__name__)
 
 KINDS = ("query", "passage")
+# Passages per forward pass between queries, by device: on a CPU a long passage costs tens of
+# milliseconds, and 2 kept a search's wait short with no loss of passage throughput (measured,
+# docs/gateway.md); a GPU wants larger batches to be used well (32: not measured, no GPU here).
+CHUNK_CPU, CHUNK_GPU = 2, 32
+
+
+def passage_chunk_for(device: object) -> int:
+    """The default `--passage-chunk` for a model on `device` (a torch device or its name)."""
+    return CHUNK_CPU if str(device).split(":")[0] == "cpu" else CHUNK_GPU
 
 
 @dataclass
@@ -90,7 +99,7 @@ class MicroBatcher:
         max_queue: int = 8192,
         timeout: float | None = None,
         nice: int = 0,
-        chunk: int = 8,
+        chunk: int = CHUNK_CPU,
         name: str = "encoder",
     ) -> None:
         if max_batch < 1:

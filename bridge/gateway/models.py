@@ -59,7 +59,7 @@ class ServedModel:
         max_queue: int = 8192,
         timeout: float | None = None,
         nice: int = 0,
-        chunk: int = 8,
+        chunk: int = 2,
         cache: VectorCache | None = None,
     ) -> ServedModel:
         name = model_name(encoder.model_id)

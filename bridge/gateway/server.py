@@ -31,7 +31,7 @@ class GatewayOptions:
     meta_ttl: float = 5.0
     max_batch: int = 64
     batch_wait_ms: float = 0.0
-    passage_chunk: int = 8  # model-API passages per forward pass; queries go between chunks
+    passage_chunk: int | None = None  # model-API passages per forward pass (None: by device)
     access_log: bool = False
     limits: Limits = Limits()
     certfile: str | None = None  # TLS on the gateway's own port, with keyfile
@@ -59,12 +59,13 @@ def load_models(
     *,
     max_batch: int,
     batch_wait_ms: float,
-    passage_chunk: int = 8,
+    passage_chunk: int | None = None,
     limits: Limits | None = None,
     cache_size: int = 0,
     cache_ttl: float = 0.0,
 ):
     """Every model the gateway serves, loaded once; BadInput for one that cannot be loaded."""
+    from bridge.gateway.batcher import passage_chunk_for
     from bridge.gateway.models import Models, ServedModel
     from bridge.gateway.vector_cache import VectorCache
 
@@ -82,7 +83,7 @@ def load_models(
                 max_queue=limits.max_queue,
                 timeout=limits.encode_timeout,
                 nice=limits.encoder_nice,
-                chunk=passage_chunk,
+                chunk=passage_chunk or passage_chunk_for(encoder.device),
                 cache=VectorCache(cache_size, cache_ttl),
             )
         )
