@@ -9,18 +9,18 @@ floods for a set time, against the same pass-through searches on a quiet gateway
 
 Fills an index with the first SciFact documents and starts `dotbridge serve` in front of the
 cluster (default limits). The clients are 2/5 pass-through `match` searches, 3/10 neural, 3/10
-`_embed` of 64 passages each. A pass-through client sends one search every `--pace` seconds
-(real traffic arrives at its own rate, it does not wait for the gateway); neural and `_embed`
-clients send their next request as soon as the last is answered (floods). The quiet run is the
-pass-through clients alone, the loaded run all of them, so the p99 ratio is what the model's
-traffic costs pass-through traffic (goal: within 3x). Also printed: one client's searches alone
-(for reference), the share of neural searches that succeeded, the 429s each kind got, and every
-5xx (those the gateway made itself, typed `dotbridge_gateway_exception`, counted apart; goal:
-none). `--direct N` adds N clients that send the same searches at the same pace straight to the
-cluster, in both runs: their ratio, measured beside the gateway's in the same runs, is what the
-load costs the cluster itself, so the difference is the gateway's own share. `--neural-pace S`
-makes the neural clients people searching, one search each every S seconds, instead of a
-flood; the `_embed` clients stay a flood.
+`_embed` of 64 passages each. Pass-through and neural clients are people searching: each sends
+one search every `--pace` / `--neural-pace` seconds (real traffic arrives at its own rate, it
+does not wait for the gateway); `_embed` clients send their next request as soon as the last is
+answered (a flood; `--neural-pace 0` makes the neural clients a flood too). The quiet run is
+the pass-through clients alone, the loaded run all of them, so the p99 ratio is what the
+model's traffic costs pass-through traffic (goal: within 3x). `--direct N` (10) more clients
+send the same searches at the same pace straight to the cluster, in both runs: their ratio,
+measured beside the gateway's, is what the load costs the cluster itself (on a machine that
+runs the cluster too), so the difference is the gateway's own share. Also printed: one
+client's searches alone (for reference), the share of neural searches that succeeded and their
+p50/p99, the 429s each kind got, and every 5xx (those the gateway made itself, typed
+`dotbridge_gateway_exception`, counted apart; goal: none).
 """
 
 from __future__ import annotations
@@ -173,14 +173,14 @@ def main() -> None:
     parser.add_argument(
         "--neural-pace",
         type=float,
-        default=0.0,
-        help="Seconds between one neural client's searches (default 0: a flood).",
+        default=0.5,
+        help="Seconds between one neural client's searches (default 0.5; 0: a flood).",
     )
     parser.add_argument(
         "--direct",
         type=int,
-        default=0,
-        help="Pass-through clients straight to the cluster, beside the others (default 0).",
+        default=10,
+        help="Pass-through clients straight to the cluster, beside the others (default 10).",
     )
     parser.add_argument(
         "--encoder-nice",
