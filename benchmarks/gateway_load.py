@@ -270,7 +270,8 @@ def main() -> None:
         single = [post(search_url, plain[i % len(plain)])[1] for i in range(args.quiet_requests)]
 
         print(
-            f"quiet: {counts['pass-through']} pass-through clients alone, one search each every "
+            f"quiet: {counts['pass-through']} pass-through clients (and {args.direct} straight to "
+            f"the cluster) alone, one search each every "
             f"{args.pace:g} s, for {args.quiet_seconds:g} s ...",
             flush=True,
         )

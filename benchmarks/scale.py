@@ -131,11 +131,6 @@ def exact_top(docs, base, size: int, qvecs: np.ndarray, k: int = 10):
     return best_i, best_s
 
 
-def exact_top10(docs, base, size: int, qvecs: np.ndarray) -> list[set[str]]:
-    """Exact top 10 per query over the generated vectors, as sets of doc ids."""
-    return [{f"s{i}" for i in row} for row in exact_top(docs, base, size, qvecs)[0]]
-
-
 class Truth:
     """The exact top 10 per query, with what explains a miss: the 10th exact score, and how
     many distinct real passages the ten come from (a copy of passage p is row i, i % base)."""

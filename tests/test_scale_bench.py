@@ -68,9 +68,9 @@ def test_the_streamed_exact_top10_is_numpys_top10(monkeypatch) -> None:
     matrix = np.concatenate([v for _, v in scale.blocks(docs, base, size)])
     rng = np.random.default_rng(5)
     queries = rng.standard_normal((6, 16)).astype(np.float32)
-    truth = scale.exact_top10(docs, base, size, queries)
+    truth = scale.Truth(docs, base, size, queries)
     plain = np.argsort(-(queries.astype(np.float64) @ matrix.T.astype(np.float64)), axis=1)
-    assert truth == [{f"s{i}" for i in row[:10]} for row in plain]
+    assert truth.sets == [{f"s{i}" for i in row[:10]} for row in plain]
 
 
 def test_misses_measure_how_far_below_the_exact_tenth_a_wrong_hit_scores(monkeypatch) -> None:

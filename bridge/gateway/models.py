@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bridge.errors import IndexMismatch
-from bridge.gateway.batcher import MicroBatcher
+from bridge.gateway.batcher import CHUNK_CPU, MicroBatcher
 from bridge.gateway.errors import BadRequest, GatewayError
 from bridge.gateway.limits import clipped
 from bridge.gateway.upstream import Upstream, identity_key
@@ -59,7 +59,7 @@ class ServedModel:
         max_queue: int = 8192,
         timeout: float | None = None,
         nice: int = 0,
-        chunk: int = 2,
+        chunk: int = CHUNK_CPU,
         cache: VectorCache | None = None,
     ) -> ServedModel:
         name = model_name(encoder.model_id)
